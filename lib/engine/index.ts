@@ -1,0 +1,7 @@
+// lib/engine: the tfjs instance, backend selection (initEngine) and runtime kernel fixes.
+export { tf } from './tf.js';
+export type { Tensor } from './tf.js';
+export { initEngine, engineReport, formatEngineReport, BACKENDS } from './init.js';
+export type { BackendName, EngineOptions, EngineReport, BackendAttempt } from './init.js';
+export { stockKernel, overrideKernel, restoreStockKernel } from './kernels/stock.js';
+export { segmentSumInto } from './kernels/unsortedSegmentSum.js';

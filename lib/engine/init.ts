@@ -1,0 +1,230 @@
+// initEngine: pick, configure and report the tfjs backend. Order, unless the caller forces one
+// (option `backend`, else env DEEPALIGN_BACKEND): webgpu (hardware adapter through the `webgpu`
+// package) > tensorflow (real tfjs-node, if installed) > wasm (with kernel fixes) > cpu (with the
+// UnsortedSegmentSum fix). Idempotent: later calls return the first report unless they force a
+// different backend.
+import { tf } from './tf.js';
+import { overrideKernel } from './kernels/stock.js';
+import { unsortedSegmentSumCpuConfig, unsortedSegmentSumWasmConfig } from './kernels/unsortedSegmentSum.js';
+import { batchMatMulWasmConfig } from './kernels/wasmBatchMatMul.js';
+import { probeTfjsNode, probeWebGpu } from './probe.js';
+
+export const BACKENDS = ['webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendName = (typeof BACKENDS)[number];
+
+export interface EngineOptions {
+  /** Use exactly this backend (fails loudly if it cannot start). Wins over DEEPALIGN_BACKEND. */
+  backend?: BackendName;
+  /** Worker threads where the backend supports them (tensorflow: ignored, it manages its own). */
+  threads?: number;
+  /** Print the report once the backend is ready. */
+  verbose?: boolean;
+  /** How long the WebGPU adapter probe may take before webgpu counts as unavailable. Default 10 s. */
+  webgpuProbeTimeoutMs?: number;
+}
+
+export interface BackendAttempt {
+  backend: BackendName;
+  ok: boolean;
+  why: string;
+  ms: number;
+}
+
+export interface EngineReport {
+  /** The active tfjs backend. */
+  backend: BackendName;
+  /** Why this backend: forced by option/env, or the first available in the preference order. */
+  reason: string;
+  /** Every backend considered, in order, with why it was taken or skipped. */
+  tried: BackendAttempt[];
+  /** Runtime kernel replacements registered by lib/engine, one line each. */
+  fixes: string[];
+  /** Threads the backend computes with (1 for single-threaded wasm and cpu). */
+  threads: number;
+  /** wasm only: whether the SIMD binary runs. null for other backends. */
+  simd: boolean | null;
+  tfjsVersion: string;
+  /** Where a forced choice came from. */
+  forcedBy: 'option' | 'env' | null;
+  /** webgpu only: the adapter's vendor/architecture/description. */
+  adapter?: string;
+  nodeVersion: string;
+  platform: string;
+}
+
+let active: { forced: BackendName | undefined; report: Promise<EngineReport> } | null = null;
+
+function parseForced(options: EngineOptions): { backend: BackendName | undefined; forcedBy: EngineReport['forcedBy'] } {
+  if (options.backend !== undefined) {
+    if (!(BACKENDS as readonly string[]).includes(options.backend)) {
+      throw new Error(`initEngine: \`backend\` must be one of ${BACKENDS.join(', ')}, but is "${options.backend}"`);
+    }
+    return { backend: options.backend, forcedBy: 'option' };
+  }
+  const env = process.env.DEEPALIGN_BACKEND?.trim();
+  if (env) {
+    if (!(BACKENDS as readonly string[]).includes(env)) {
+      throw new Error(`initEngine: env DEEPALIGN_BACKEND must be one of ${BACKENDS.join(', ')}, but is "${env}"`);
+    }
+    return { backend: env as BackendName, forcedBy: 'env' };
+  }
+  return { backend: undefined, forcedBy: null };
+}
+
+/** Picks, configures and reports the tfjs backend. Call (and await) once before any tensor work. */
+export function initEngine(options: EngineOptions = {}): Promise<EngineReport> {
+  const { backend: forced, forcedBy } = parseForced(options);
+  if (active !== null && (forced === undefined || forced === active.forced)) return active.report;
+  const report = selectBackend(options, forced, forcedBy);
+  active = { forced, report };
+  // A failed initialisation must not be cached: the next call retries.
+  report.catch(() => {
+    if (active?.report === report) active = null;
+  });
+  return report;
+}
+
+/** The report of the last successful initEngine call, or null before one finished. */
+export async function engineReport(): Promise<EngineReport | null> {
+  if (active === null) return null;
+  try {
+    return await active.report;
+  } catch {
+    return null;
+  }
+}
+
+interface Started {
+  threads: number;
+  simd: boolean | null;
+  fixes: string[];
+  why: string;
+  adapter?: string;
+}
+
+const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>> = {
+  async webgpu(options) {
+    const probe = probeWebGpu(options.webgpuProbeTimeoutMs ?? 10_000);
+    if (!probe.ok) throw new Error(probe.why);
+    // The package name is held in a variable so type-checking does not require the optional package.
+    const webgpuName = 'webgpu';
+    const webgpu = (await import(webgpuName)) as { create(flags: string[]): unknown; globals: object };
+    const g = globalThis as unknown as { navigator?: { gpu?: unknown } };
+    Object.assign(globalThis, webgpu.globals);
+    if (g.navigator === undefined) g.navigator = {};
+    if (g.navigator.gpu === undefined) g.navigator.gpu = webgpu.create([]);
+    await import('@tensorflow/tfjs-backend-webgpu');
+    await setBackendWithin('webgpu', 30_000);
+    const adapter = [probe.adapter?.vendor, probe.adapter?.architecture, probe.adapter?.description].filter(Boolean).join(' ');
+    return { threads: 1, simd: null, fixes: [], why: probe.why, adapter };
+  },
+
+  async tensorflow() {
+    const probe = probeTfjsNode();
+    if (!probe.ok || probe.packageName === undefined) throw new Error(probe.why);
+    const name = probe.packageName;
+    await import(name);
+    if (tf.findBackend('tensorflow') === undefined && !tf.engine().registryFactory['tensorflow']) {
+      throw new Error(`${name} loaded but registered no 'tensorflow' backend with this tfjs-core (version mismatch?)`);
+    }
+    await setBackendWithin('tensorflow', 30_000);
+    return { threads: 0, simd: null, fixes: [], why: probe.why };
+  },
+
+  async wasm(options) {
+    await import('@tensorflow/tfjs-backend-wasm');
+    const threads = Math.max(1, Math.floor(options.threads ?? 1));
+    await setBackendWithin('wasm', 30_000);
+    overrideKernel(unsortedSegmentSumWasmConfig);
+    overrideKernel(batchMatMulWasmConfig);
+    const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
+    const fixes = [
+      'UnsortedSegmentSum (wasm): one-pass scatter-add kernel (stock: not registered)',
+      'BatchMatMul (wasm): every product on the XNNPACK fast path — transposes materialised, batches folded or split into zero-copy views (stock: scalar loop unless batch 1 without transposes)',
+    ];
+    const why = `tfjs-backend-wasm ${simd ? 'with SIMD' : 'without SIMD'}, single-threaded` +
+      (threads > 1 ? ' (threads > 1 requested, but tfjs-backend-wasm disables threads under Node)' : '');
+    return { threads: 1, simd, fixes, why };
+  },
+
+  async cpu() {
+    await setBackendWithin('cpu', 30_000);
+    return { threads: 1, simd: null, fixes: [], why: 'plain JavaScript kernels (slowest)' };
+  },
+};
+
+async function setBackendWithin(name: string, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`tf.setBackend('${name}') did not finish within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    const ok = await Promise.race([tf.setBackend(name), timeout]);
+    if (!ok) throw new Error(`tf.setBackend('${name}') returned false (backend failed to initialise)`);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function selectBackend(
+  options: EngineOptions,
+  forced: BackendName | undefined,
+  forcedBy: EngineReport['forcedBy'],
+): Promise<EngineReport> {
+  // The cpu fix applies whatever runs: cpu stays registered and tfjs falls back to it per kernel.
+  overrideKernel(unsortedSegmentSumCpuConfig);
+  const cpuFix = 'UnsortedSegmentSum (cpu): one-pass scatter-add kernel (stock: O(numSegments x N x D) one-hot compare)';
+  const order: BackendName[] = forced !== undefined ? [forced] : [...BACKENDS];
+  const tried: BackendAttempt[] = [];
+  for (const backend of order) {
+    const t0 = performance.now();
+    try {
+      const started = await starters[backend](options);
+      const ms = Math.round(performance.now() - t0);
+      tried.push({ backend, ok: true, why: started.why, ms });
+      const skipped = tried.filter((t) => !t.ok).map((t) => t.backend);
+      const reason = forced !== undefined
+        ? `forced by ${forcedBy === 'env' ? 'env DEEPALIGN_BACKEND' : 'option `backend`'}: ${started.why}`
+        : `${skipped.length ? `first available after ${skipped.join(', ')}` : 'first choice'}: ${started.why}`;
+      const report: EngineReport = {
+        backend,
+        reason,
+        tried,
+        fixes: [...started.fixes, cpuFix],
+        threads: started.threads,
+        simd: started.simd,
+        tfjsVersion: tf.version_core,
+        forcedBy,
+        adapter: started.adapter,
+        nodeVersion: process.versions.node,
+        platform: `${process.platform}-${process.arch}`,
+      };
+      if (options.verbose) console.log(formatEngineReport(report));
+      return report;
+    } catch (err) {
+      tried.push({ backend, ok: false, why: (err as Error).message ?? String(err), ms: Math.round(performance.now() - t0) });
+      if (forced !== undefined) {
+        throw new Error(
+          `initEngine: backend "${backend}" was forced by ${forcedBy === 'env' ? 'env DEEPALIGN_BACKEND' : 'option `backend`'} ` +
+          `but could not start: ${tried[tried.length - 1].why}`,
+        );
+      }
+    }
+  }
+  throw new Error(`initEngine: no backend could start: ${tried.map((t) => `${t.backend}: ${t.why}`).join('; ')}`);
+}
+
+/** A few human-readable lines: the backend and why, what else was tried, and the kernel fixes. */
+export function formatEngineReport(report: EngineReport): string {
+  const lines = [
+    `engine: ${report.backend} (tfjs ${report.tfjsVersion}, node ${report.nodeVersion}, ${report.platform})`,
+    `  why: ${report.reason}`,
+    `  threads: ${report.threads === 0 ? 'managed by backend' : report.threads}` +
+      (report.simd === null ? '' : `, simd: ${report.simd ? 'yes' : 'no'}`) +
+      (report.adapter ? `, adapter: ${report.adapter}` : ''),
+    '  tried:',
+    ...report.tried.map((t) => `    ${t.ok ? '+' : '-'} ${t.backend.padEnd(10)} ${String(t.ms).padStart(5)} ms  ${t.why}`),
+  ];
+  if (report.fixes.length) lines.push('  kernel fixes:', ...report.fixes.map((f) => `    * ${f}`));
+  return lines.join('\n');
+}

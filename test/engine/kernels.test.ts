@@ -1,0 +1,192 @@
+// Every runtime kernel fix against the stock cpu kernel: random shapes, values and gradients.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initEngine, restoreStockKernel, overrideKernel, tf } from '../../lib/engine/index.js';
+import { unsortedSegmentSumCpuConfig } from '../../lib/engine/kernels/unsortedSegmentSum.js';
+import { onBackend, randomArray, randomInt, relativeError, rng } from './helpers.js';
+
+const TOL = 1e-5;
+
+beforeAll(async () => {
+  await initEngine({ backend: 'wasm' }); // registers the wasm fixes and the cpu fix
+});
+
+/** Runs f on cpu with the stock UnsortedSegmentSum, then puts our fix back. */
+async function onStockCpu(f: () => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
+  restoreStockKernel(tf.UnsortedSegmentSum, 'cpu');
+  try {
+    return await onBackend('cpu', f);
+  } finally {
+    overrideKernel(unsortedSegmentSumCpuConfig);
+  }
+}
+
+describe('UnsortedSegmentSum', () => {
+  const rand = rng(1234);
+  const cases = Array.from({ length: 6 }, (_, i) => {
+    const idsShape: number[] = i % 2 === 0 ? [randomInt(rand, 1, 40)] : [randomInt(rand, 1, 5), randomInt(rand, 1, 7)];
+    const inner: number[] = i === 5 ? [] : [randomInt(rand, 1, 6), randomInt(rand, 1, 9)].slice(0, 1 + (i % 2));
+    const numSegments = randomInt(rand, 1, 30);
+    const nIds = idsShape.reduce((a, b) => a * b, 1);
+    // Some ids fall outside [0, numSegments): TensorFlow drops those rows.
+    const ids = Int32Array.from({ length: nIds }, () => randomInt(rand, -2, numSegments + 1));
+    const x = randomArray(rand, nIds * inner.reduce((a, b) => a * b, 1));
+    return { idsShape, inner, numSegments, ids, x };
+  });
+
+  /** TensorFlow's definition, written out: out[ids[i]] += x[i] over the flattened leading axes. */
+  function reference(c: (typeof cases)[number]): Float32Array {
+    const inner = c.inner.reduce((a, b) => a * b, 1);
+    const out = new Float32Array(c.numSegments * inner);
+    c.ids.forEach((id, row) => {
+      if (id < 0 || id >= c.numSegments) return;
+      for (let j = 0; j < inner; j++) out[id * inner + j] += c.x[row * inner + j];
+    });
+    return out;
+  }
+
+  it.each(cases.map((c, i) => [i, c] as const))('case %i matches the definition on cpu and wasm, and the stock kernel for 1-D ids', async (_, c) => {
+    const f = () => tf.unsortedSegmentSum(tf.tensor(c.x, [...c.idsShape, ...c.inner]), tf.tensor(c.ids, c.idsShape, 'int32'), c.numSegments);
+    const want = reference(c);
+    const [cpu] = await onBackend('cpu', f);
+    const [wasm] = await onBackend('wasm', f);
+    expect(relativeError(cpu, want)).toBeLessThan(TOL);
+    expect(relativeError(wasm, want)).toBeLessThan(TOL);
+    // The stock cpu kernel mis-shapes multi-dimensional ids (it multiplies the output by their
+    // trailing sizes), so it is a reference only for the 1-D ids that tfjs's own gradients pass.
+    if (c.idsShape.length === 1) {
+      const [stock] = await onStockCpu(f);
+      expect(relativeError(cpu, stock)).toBeLessThan(TOL);
+    }
+  });
+
+  it('sums int32 values exactly', async () => {
+    const f = () => tf.unsortedSegmentSum(tf.tensor([[1, 2], [3, 4], [5, 6]], [3, 2], 'int32'), tf.tensor([1, 0, 1], [3], 'int32'), 3);
+    for (const backend of ['cpu', 'wasm']) {
+      await tf.setBackend(backend);
+      const out = f();
+      expect(out.dtype).toBe('int32');
+      expect(Array.from(out.dataSync())).toEqual([3, 4, 6, 8, 0, 0]);
+      out.dispose();
+    }
+  });
+
+  it('gives GatherV2 the same gradient as the stock kernel (embedding backward)', async () => {
+    const r = rng(99);
+    const vocab = 37, dim = 8, b = 4, t = 11;
+    const table = randomArray(r, vocab * dim);
+    const ids = Int32Array.from({ length: b * t }, () => randomInt(r, 0, vocab - 1));
+    const upstream = randomArray(r, b * t * dim);
+    const f = () => tf.grad((w: tf.Tensor) => tf.sum(tf.mul(tf.gather(w, tf.tensor(ids, [b, t], 'int32')), tf.tensor(upstream, [b, t, dim]))))(tf.tensor(table, [vocab, dim]));
+    const [want] = await onStockCpu(f);
+    const [cpu] = await onBackend('cpu', f);
+    const [wasm] = await onBackend('wasm', f);
+    expect(relativeError(cpu, want)).toBeLessThan(TOL);
+    expect(relativeError(wasm, want)).toBeLessThan(TOL);
+  });
+
+  it('rejects segment ids that are not a prefix of x', async () => {
+    await tf.setBackend('wasm');
+    expect(() => tf.unsortedSegmentSum(tf.zeros([3, 2]), tf.tensor([0, 1], [2], 'int32'), 2)).toThrow(/prefix/);
+  });
+});
+
+describe('BatchMatMul (wasm, XNNPACK path)', () => {
+  const rand = rng(7);
+  type Case = { aShape: number[]; bShape: number[]; ta: boolean; tb: boolean };
+  const cases: Case[] = [];
+  for (const ta of [false, true]) {
+    for (const tb of [false, true]) {
+      for (const outer of [[[], []], [[3], [3]], [[4], []], [[], [2]], [[2, 1], [3]], [[1, 3], [2, 1]], [[2, 3], [2, 3]]] as number[][][]) {
+        const m = randomInt(rand, 1, 9), k = randomInt(rand, 1, 13), n = randomInt(rand, 1, 10);
+        cases.push({
+          aShape: [...outer[0], ...(ta ? [k, m] : [m, k])],
+          bShape: [...outer[1], ...(tb ? [n, k] : [k, n])],
+          ta, tb,
+        });
+      }
+    }
+  }
+  // Model-sized shapes: a [B*T, D] x W^T projection, its weight gradient, and attention products.
+  cases.push({ aShape: [64, 128], bShape: [96, 128], ta: false, tb: true });
+  cases.push({ aShape: [64, 128], bShape: [64, 96], ta: true, tb: false });
+  cases.push({ aShape: [2, 4, 16, 32], bShape: [2, 4, 16, 32], ta: false, tb: true });
+  cases.push({ aShape: [2, 4, 16, 16], bShape: [2, 4, 16, 32], ta: false, tb: false });
+
+  const label = (c: Case) => `[${c.aShape}]${c.ta ? 'ᵀ' : ''} x [${c.bShape}]${c.tb ? 'ᵀ' : ''}`;
+
+  // tfjs's BatchMatMul gradient does not sum over broadcast batch axes (on every backend), so
+  // gradients are compared only where the batch axes agree.
+  const broadcasts = (c: Case) => c.aShape.slice(0, -2).join() !== c.bShape.slice(0, -2).join();
+
+  /** The definition in float64 with numpy broadcasting over the batch axes. */
+  function reference(c: Case, a: Float32Array, b: Float32Array): Float64Array {
+    const [aR, bR] = [c.aShape.length, c.bShape.length];
+    const m = c.ta ? c.aShape[aR - 1] : c.aShape[aR - 2];
+    const k = c.ta ? c.aShape[aR - 2] : c.aShape[aR - 1];
+    const n = c.tb ? c.bShape[bR - 2] : c.bShape[bR - 1];
+    const rank = Math.max(aR, bR) - 2;
+    const pad = (s: number[]) => [...Array(rank - (s.length - 2)).fill(1), ...s.slice(0, -2)];
+    const [aO, bO] = [pad(c.aShape), pad(c.bShape)];
+    const outer = aO.map((d, i) => Math.max(d, bO[i]));
+    const batches = outer.reduce((x, y) => x * y, 1);
+    const out = new Float64Array(batches * m * n);
+    for (let o = 0; o < batches; o++) {
+      let rest = o, ai = 0, bi = 0, as = 1, bs = 1;
+      for (let d = rank - 1; d >= 0; d--) {
+        const coord = rest % outer[d];
+        rest = Math.floor(rest / outer[d]);
+        if (aO[d] !== 1) ai += coord * as;
+        if (bO[d] !== 1) bi += coord * bs;
+        as *= aO[d];
+        bs *= bO[d];
+      }
+      for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
+        let sum = 0;
+        for (let p = 0; p < k; p++) {
+          sum += a[ai * m * k + (c.ta ? p * m + i : i * k + p)] * b[bi * k * n + (c.tb ? j * k + p : p * n + j)];
+        }
+        out[o * m * n + i * n + j] = sum;
+      }
+    }
+    return out;
+  }
+
+  it.each(cases.map((c) => [label(c), c] as const))('%s: values match the definition, gradients match cpu', async (_, c) => {
+    const a = randomArray(rand, c.aShape.reduce((x, y) => x * y, 1));
+    const b = randomArray(rand, c.bShape.reduce((x, y) => x * y, 1));
+    const f = () => {
+      const at = tf.tensor(a, c.aShape), bt = tf.tensor(b, c.bShape);
+      const y = tf.matMul(at, bt, c.ta, c.tb);
+      if (broadcasts(c)) return [y];
+      // A fixed non-uniform upstream gradient, so every output element's gradient path is checked.
+      const w = tf.sin(tf.reshape(tf.range(0, y.size), y.shape));
+      const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.matMul(p, q, c.ta, c.tb), w)))([at, bt]);
+      return [y, da, db];
+    };
+    const want = await onBackend('cpu', f);
+    const before = tf.memory().numTensors;
+    const got = await onBackend('wasm', f);
+    expect(tf.memory().numTensors).toBe(before);
+    expect(got.length).toBe(broadcasts(c) ? 1 : 3);
+    expect(relativeError(got[0], reference(c, a, b))).toBeLessThan(TOL);
+    // The stock cpu kernel handles broadcasting only when one side's batch is 1 or both agree.
+    if (want[0].length === got[0].length) expect(relativeError(got[0], want[0])).toBeLessThan(TOL);
+    for (let i = 1; i < got.length; i++) expect(relativeError(got[i], want[i])).toBeLessThan(TOL);
+  });
+
+  it('leaves no wasm heap allocations behind', async () => {
+    await tf.setBackend('wasm');
+    const backend = tf.backend() as unknown as { numDataIds(): number };
+    const x = tf.randomNormal([3, 5, 7]), y = tf.randomNormal([3, 9, 7]);
+    tf.matMul(x, y, false, true).dispose();
+    const ids = backend.numDataIds();
+    for (let i = 0; i < 3; i++) tf.matMul(x, y, false, true).dispose();
+    expect(backend.numDataIds()).toBe(ids);
+    tf.dispose([x, y]);
+  });
+
+  it('names the shapes when inner dimensions disagree', async () => {
+    await tf.setBackend('wasm');
+    expect(() => tf.matMul(tf.zeros([2, 3]), tf.zeros([4, 5]))).toThrow(/inner/);
+  });
+});
