@@ -45,7 +45,7 @@ describe('UnsortedSegmentSum', () => {
   }
 
   it.each(cases.map((c, i) => [i, c] as const))('case %i matches the definition on cpu and wasm, and the stock kernel for 1-D ids', async (_, c) => {
-    const f = () => tf.unsortedSegmentSum(tf.tensor(c.x, [...c.idsShape, ...c.inner]), tf.tensor(c.ids, c.idsShape, 'int32') as tf.Tensor1D, c.numSegments);
+    const f = () => tf.unsortedSegmentSum(tf.tensor(c.x, [...c.idsShape, ...c.inner]), tf.tensor<tf.Rank>(c.ids, c.idsShape, 'int32') as tf.Tensor1D, c.numSegments);
     const want = reference(c);
     const [cpu] = await onBackend('cpu', f);
     const [wasm] = await onBackend('wasm', f);
