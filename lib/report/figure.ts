@@ -1,0 +1,295 @@
+// Plotly figures: an interactive HTML page per figure, PNG and SVG through headless Chromium,
+// and inline display in notebooks.
+//
+// What is written where (and why):
+// - figures/<name>.html loads plotly from node_modules by a relative <script src>, so each page is
+//   a few KB of figure JSON rather than a 4.8 MB copy of plotly.js (pass `standalone: true` to
+//   inline the bundle for a page you want to send elsewhere).
+// - figures/<name>.png and .svg are rendered by Plotly.toImage in Chromium; the SVG's random
+//   plot uid is replaced by a fixed one so re-runs produce identical files.
+// - In a live notebook the first figure injects plotly.js once per kernel session; each figure is
+//   then interactive. The committed notebook (written by scripts/nb.ts) keeps only the PNG: the
+//   bundle and the interactive HTML carry `metadata.deepalign` flags that the runner drops.
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, sep } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { display, escapeHtml, inNotebook } from './notebook.js';
+import { displayPath, reportPath } from './paths.js';
+
+/** A plotly figure as plain JSON (traces, layout, config), the same shape plotly.js takes. */
+export interface PlotlyFigure {
+  data: Record<string, unknown>[];
+  layout?: Record<string, unknown>;
+  config?: Record<string, unknown>;
+}
+
+export type FigureFormat = 'html' | 'png' | 'svg';
+
+export interface SaveFigureOptions {
+  /** Figures root; defaults to figuresDir() (`./figures` or `$DEEPALIGN_FIGURES_DIR`). */
+  dir?: string;
+  /** Which files to write; default all three. HTML is always written (the images render from it). */
+  formats?: FigureFormat[];
+  /** Image size in CSS pixels; defaults to layout.width/height or 800 × 500. */
+  width?: number;
+  height?: number;
+  /** Pixel density of the PNG (1 keeps notebooks small; 2 for print). Default 1. */
+  scale?: number;
+  /** Inline plotly.js into the HTML (4.8 MB) instead of loading it from node_modules. */
+  standalone?: boolean;
+  /** Chromium executable, or null to skip PNG/SVG. Default: $DEEPALIGN_CHROMIUM (a path, or
+   * "none"), else the first of /usr/bin/chromium, /usr/bin/chromium-browser, /usr/bin/google-chrome. */
+  chromium?: string | null;
+}
+
+export interface SavedFigure {
+  name: string;
+  html: string;
+  png?: string;
+  svg?: string;
+  /** One line for the reader: what was written, or why images are missing. */
+  note: string;
+}
+
+const DEFAULT_SIZE = { width: 800, height: 500 };
+// Flags from the issue: no sandbox (CI runs as root), no GPU, and nothing that phones home.
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--no-first-run',
+];
+const CHROMIUM_CANDIDATES = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'];
+
+/** Absolute path of plotly.min.js, resolved from the working directory (the repo root). */
+export function plotlyBundlePath(): string {
+  const req = createRequire(join(process.cwd(), 'noop.js'));
+  try {
+    return req.resolve('plotly.js-dist-min/plotly.min.js');
+  } catch {
+    throw new Error(`report: cannot find plotly.js-dist-min from ${process.cwd()}; run npm ci at the repository root`);
+  }
+}
+
+/** The Chromium to use, or null (with the reason) when none is available. */
+export function findChromium(explicit?: string | null): { path: string | null; reason: string } {
+  if (explicit === null) return { path: null, reason: 'image export disabled (chromium: null)' };
+  const fromEnv = process.env.DEEPALIGN_CHROMIUM;
+  if (explicit === undefined && fromEnv === 'none') return { path: null, reason: 'image export disabled (DEEPALIGN_CHROMIUM=none)' };
+  const candidates = explicit ? [explicit] : fromEnv ? [fromEnv] : CHROMIUM_CANDIDATES;
+  const found = candidates.find((p) => existsSync(p));
+  if (found) return { path: found, reason: '' };
+  return { path: null, reason: `no Chromium at ${candidates.join(', ')} (apt-get install chromium, or set DEEPALIGN_CHROMIUM)` };
+}
+
+function validateFigure(fig: PlotlyFigure, where: string): void {
+  if (!fig || !Array.isArray(fig.data)) {
+    throw new Error(`${where}: figure.data must be an array of plotly traces, got ${JSON.stringify(fig)?.slice(0, 80)}`);
+  }
+}
+
+/** JSON safe to place inside a <script> element. */
+const scriptJson = (value: unknown) => JSON.stringify(value).replace(/</g, '\\u003c');
+
+function figureSize(fig: PlotlyFigure, options: SaveFigureOptions) {
+  const layout = fig.layout ?? {};
+  return {
+    width: options.width ?? (typeof layout.width === 'number' ? layout.width : DEFAULT_SIZE.width),
+    height: options.height ?? (typeof layout.height === 'number' ? layout.height : DEFAULT_SIZE.height),
+  };
+}
+
+/** The standalone HTML page for a figure. */
+export function figureHtml(fig: PlotlyFigure, title: string, plotlyScript: { src?: string; inline?: string }): string {
+  const loader = plotlyScript.inline !== undefined ? `<script>${plotlyScript.inline}</script>` : `<script src="${escapeHtml(plotlyScript.src!)}"></script>`;
+  return `<!DOCTYPE html>
+<html>
+<head>
+<meta charset="utf-8">
+<title>${escapeHtml(title)}</title>
+${loader}
+<style>html, body { margin: 0; height: 100%; } #figure { width: 100%; height: 100%; }</style>
+</head>
+<body>
+<div id="figure"></div>
+<script>
+const figure = ${scriptJson({ data: fig.data, layout: fig.layout ?? {}, config: fig.config ?? {} })};
+if (window.Plotly) {
+  Plotly.newPlot('figure', figure.data, figure.layout, Object.assign({ responsive: true }, figure.config));
+} else {
+  document.getElementById('figure').textContent =
+    'plotly.js did not load from ${plotlyScript.src ?? ''}: run npm ci at the repository root, or re-save with { standalone: true }.';
+}
+</script>
+</body>
+</html>
+`;
+}
+
+// One browser per process, reused across figures and closed after a short idle period so a
+// script that saved a figure can still exit on its own.
+let browserPromise: Promise<{ browser: import('playwright-core').Browser; path: string }> | undefined;
+let idleTimer: ReturnType<typeof setTimeout> | undefined;
+let inFlight = 0;
+const IDLE_CLOSE_MS = 1500;
+
+async function withBrowser<T>(executablePath: string, fn: (browser: import('playwright-core').Browser) => Promise<T>): Promise<T> {
+  if (idleTimer) clearTimeout(idleTimer);
+  idleTimer = undefined;
+  if (browserPromise && (await browserPromise).path !== executablePath) await closeBrowser();
+  browserPromise ??= (async () => {
+    const { chromium } = await import('playwright-core');
+    const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+    return { browser, path: executablePath };
+  })();
+  inFlight += 1;
+  try {
+    return await fn((await browserPromise).browser);
+  } finally {
+    inFlight -= 1;
+    if (inFlight === 0) {
+      idleTimer = setTimeout(() => void closeBrowser(), IDLE_CLOSE_MS);
+      idleTimer.unref?.();
+    }
+  }
+}
+
+/** Closes the shared export browser now (tests and scripts that want a clean exit). */
+export async function closeBrowser(): Promise<void> {
+  const pending = browserPromise;
+  browserPromise = undefined;
+  if (idleTimer) clearTimeout(idleTimer);
+  idleTimer = undefined;
+  if (pending) await (await pending.catch(() => undefined))?.browser.close();
+}
+
+/** Renders PNG and/or SVG of the figure page at `htmlPath` with Plotly.toImage. */
+async function exportImages(
+  executablePath: string,
+  htmlPath: string,
+  formats: ('png' | 'svg')[],
+  size: { width: number; height: number },
+  scale: number,
+): Promise<{ png?: Buffer; svg?: string }> {
+  return withBrowser(executablePath, async (browser) => {
+    const page = await browser.newPage({ viewport: size });
+    try {
+      await page.goto(pathToFileURL(htmlPath).href);
+      // Written as strings: lib is also compiled by tslab without DOM typings.
+      await page.waitForFunction('window.Plotly !== undefined && document.querySelector("#figure .main-svg") !== null', undefined, {
+        timeout: 30_000,
+      });
+      const images = (await page.evaluate(`(async () => {
+        const gd = document.getElementById('figure');
+        const opts = { width: ${size.width}, height: ${size.height} };
+        const out = { uid: gd._fullLayout._uid };
+        for (const format of ${JSON.stringify(formats)}) {
+          out[format] = await Plotly.toImage(gd, Object.assign({ format, scale: format === 'png' ? ${scale} : 1 }, opts));
+        }
+        return out;
+      })()`)) as { uid: string; png?: string; svg?: string };
+      const result: { png?: Buffer; svg?: string } = {};
+      if (images.png) result.png = Buffer.from(images.png.replace(/^data:image\/png;base64,/, ''), 'base64');
+      if (images.svg) {
+        const svg = decodeURIComponent(images.svg.replace(/^data:image\/svg\+xml,/, ''));
+        result.svg = svg.split(images.uid).join('deepalign');
+      }
+      return result;
+    } finally {
+      await page.close();
+    }
+  });
+}
+
+/**
+ * Writes `<dir>/<name>.html` (interactive) and, when Chromium is available, `.png` and `.svg`.
+ * Without Chromium it writes the HTML and says so in `note` (no error: images are optional).
+ */
+export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveFigureOptions = {}): Promise<SavedFigure> {
+  validateFigure(fig, `saveFigure("${name}")`);
+  const base = reportPath(name, options.dir, 'saveFigure');
+  const formats = options.formats ?? ['html', 'png', 'svg'];
+  for (const f of formats) {
+    if (f !== 'html' && f !== 'png' && f !== 'svg') throw new Error(`saveFigure("${name}"): unknown format ${JSON.stringify(f)}; expected html, png or svg`);
+  }
+  mkdirSync(dirname(base), { recursive: true });
+  const bundle = plotlyBundlePath();
+  const htmlPath = `${base}.html`;
+  const src = relative(dirname(htmlPath), bundle).split(sep).join('/');
+  const html = figureHtml(fig, name, options.standalone ? { inline: readFileSync(bundle, 'utf8') } : { src });
+  writeFileSync(htmlPath, html);
+
+  const saved: SavedFigure = { name, html: htmlPath, note: '' };
+  const wanted = formats.filter((f): f is 'png' | 'svg' => f !== 'html');
+  const chromium = findChromium(options.chromium);
+  if (wanted.length > 0 && chromium.path) {
+    const images = await exportImages(chromium.path, htmlPath, wanted, figureSize(fig, options), options.scale ?? 1);
+    if (images.png) writeFileSync((saved.png = `${base}.png`), images.png);
+    if (images.svg) writeFileSync((saved.svg = `${base}.svg`), images.svg);
+  }
+  const written = [saved.html, saved.png, saved.svg].filter(Boolean).map((p) => displayPath(p!));
+  saved.note =
+    wanted.length > 0 && !chromium.path
+      ? `figure ${name}: wrote ${written.join(', ')}; no PNG/SVG: ${chromium.reason}`
+      : `figure ${name}: wrote ${written.join(', ')}`;
+  return saved;
+}
+
+// Survives tslab recompiling this file when it changes during a session.
+const PLOTLY_SHOWN = Symbol.for('deepalign.report.plotlyShownInSession');
+let figureCounter = 0;
+
+/** Injects plotly.js into the notebook page once per kernel session (never committed). */
+function ensurePlotlyInSession(): void {
+  const g = globalThis as Record<symbol, unknown>;
+  if (g[PLOTLY_SHOWN]) return;
+  g[PLOTLY_SHOWN] = true;
+  display({
+    data: {
+      'text/html': `<script>${readFileSync(plotlyBundlePath(), 'utf8')}</script>`,
+      'text/plain': 'plotly.js loaded for interactive figures',
+    },
+    metadata: { deepalign: { omit_on_save: true } },
+  });
+}
+
+/**
+ * Saves the figure (see saveFigure) and shows it: inline and interactive in a notebook (with the
+ * PNG as the committed output), or the note on the console elsewhere.
+ */
+export async function showFigure(fig: PlotlyFigure, name: string, options: SaveFigureOptions = {}): Promise<SavedFigure> {
+  const saved = await saveFigure(fig, name, options);
+  if (!inNotebook()) {
+    console.log(saved.note);
+    return saved;
+  }
+  ensurePlotlyInSession();
+  figureCounter += 1;
+  const divId = `deepalign-figure-${name.replace(/[^A-Za-z0-9]/g, '-')}-${figureCounter}`;
+  const size = figureSize(fig, options);
+  const png = saved.png ? readFileSync(saved.png).toString('base64') : undefined;
+  // If plotly is missing from the page (outputs cleared, notebook reopened), fall back to the PNG.
+  const fallback = png
+    ? `<img src="data:image/png;base64,${png}" width="${size.width}">`
+    : `<pre>${escapeHtml(saved.note)}; open ${escapeHtml(displayPath(saved.html))} for the interactive figure</pre>`;
+  const html = `<div id="${divId}" style="width:${size.width}px;height:${size.height}px">${fallback}</div>
+<script>(function () {
+  var el = document.getElementById(${JSON.stringify(divId)});
+  if (!window.Plotly || !el) return;
+  var figure = ${scriptJson({ data: fig.data, layout: { width: size.width, height: size.height, ...fig.layout }, config: fig.config ?? {} })};
+  el.innerHTML = '';
+  Plotly.newPlot(el, figure.data, figure.layout, figure.config);
+})();</script>`;
+  const data: Record<string, string> = { 'text/html': html, 'text/plain': saved.note };
+  if (png) data['image/png'] = png;
+  display({
+    data,
+    // The committed notebook keeps the PNG (GitHub and nbviewer show it); the interactive HTML is
+    // for live sessions only. Without a PNG the HTML is all there is, so it stays.
+    metadata: png ? { deepalign: { omit_mimes_on_save: ['text/html'] } } : {},
+  });
+  return saved;
+}

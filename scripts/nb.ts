@@ -1,0 +1,87 @@
+// npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write]
+//
+// Executes one notebook headless (tslab's compiler and executor, in this process, working
+// directory = repository root) and writes its outputs back into the .ipynb. Exits 1 naming the
+// notebook, the cell and its error when a cell fails; the notebook file is then left untouched,
+// as `jupyter nbconvert --execute --inplace` does.
+//
+// --fast     sets DEEPALIGN_FAST=1 (notebooks shrink their settings; CI uses this) and sends
+//            figures and the executed notebook under tmp/fast/, so the committed full-size
+//            outputs are never overwritten by a smoke run.
+// --out P    write the executed notebook to P instead of in place.
+// --no-write execute only.
+import { mkdirSync } from 'node:fs';
+import { basename, dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { readNotebook, writeNotebook } from './notebook/ipynb.js';
+import { prepareForSave, runNotebook } from './notebook/runner.js';
+
+export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
+/** Where --fast runs put their notebooks and figures (git-ignored `tmp/`). */
+export const FAST_OUTPUT_DIR = 'tmp/fast';
+
+function usage(message: string): never {
+  process.stderr.write(`nb: ${message}\nusage: npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write]\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv: string[]) {
+  const args = { notebook: '', fast: false, out: undefined as string | undefined, write: true };
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === '--fast') args.fast = true;
+    else if (arg === '--no-write') args.write = false;
+    else if (arg === '--out') args.out = argv[++i] ?? usage('--out needs a path');
+    else if (arg.startsWith('-')) usage(`unknown option ${arg}`);
+    else if (args.notebook) usage(`one notebook per run (got ${args.notebook} and ${arg}); use npm run reproduce for several`);
+    else args.notebook = arg;
+  }
+  if (!args.notebook) usage('no notebook given');
+  return args;
+}
+
+async function main() {
+  const args = parseArgs(process.argv.slice(2));
+  // Resolve paths against the caller's directory, then move to the repo root for tslab.
+  const notebookPath = resolve(args.notebook);
+  const shown = relative(REPO_ROOT, notebookPath);
+  let outPath = args.out ? resolve(args.out) : notebookPath;
+  process.chdir(REPO_ROOT);
+  process.env.DEEPALIGN_NOTEBOOK = shown;
+  if (args.fast) {
+    process.env.DEEPALIGN_FAST = '1';
+    process.env.DEEPALIGN_FIGURES_DIR ??= join(REPO_ROOT, FAST_OUTPUT_DIR, 'figures');
+    if (!args.out) outPath = join(REPO_ROOT, FAST_OUTPUT_DIR, 'notebooks', basename(notebookPath));
+  }
+
+  let notebook;
+  try {
+    notebook = readNotebook(notebookPath);
+  } catch (error) {
+    usage((error as Error).message);
+  }
+  process.stderr.write(`nb: running ${shown}${args.fast ? ' (fast)' : ''}\n`);
+  const result = await runNotebook(notebook);
+
+  if (result.failure) {
+    const f = result.failure;
+    const indented = f.errorText.replace(/^/gm, '    ');
+    process.stderr.write(
+      `nb: ${shown} failed at cell ${f.cellNumber} (execution ${f.executionCount}, "${f.firstLine}"):\n${indented}\n`,
+    );
+    process.exit(1);
+  }
+  if (args.write) {
+    mkdirSync(dirname(outPath), { recursive: true });
+    writeNotebook(outPath, prepareForSave(result.notebook));
+  }
+  const where = args.write ? ` -> ${relative(REPO_ROOT, outPath)}` : '';
+  process.stderr.write(`nb: ${shown} ok in ${result.seconds.toFixed(1)}s${where}\n`);
+  // Exit explicitly: a notebook may leave timers or a browser handle alive.
+  process.exit(0);
+}
+
+main().catch((error) => {
+  process.stderr.write(`nb: internal error: ${(error as Error).stack ?? error}\n`);
+  process.exit(2);
+});
