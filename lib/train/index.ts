@@ -1,0 +1,5 @@
+// lib/train: AdamW, lr schedules, mixed batches, and the checkpointing training loop.
+export * from './schedule.js';
+export * from './optimizer.js';
+export * from './data.js';
+export * from './trainer.js';
