@@ -1,1 +1,3 @@
 export * from './report/index.js';
+export * from './io/index.js';
+export * from './model/index.js';

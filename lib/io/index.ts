@@ -1,0 +1,4 @@
+// Checkpoint I/O: safetensors, Hugging Face config normalisation, checkpoint folders.
+export * from './safetensors.js';
+export * from './hfConfig.js';
+export * from './checkpoint.js';

@@ -1,0 +1,619 @@
+// One decoder-only transformer for every supported family, driven by ModelConfig.
+// Read top to bottom: parameters -> norm -> rope -> mask -> attention -> mlp -> block -> model.
+// References: transformers' modeling_llama.py, modeling_gemma2.py, modeling_gemma3.py,
+// modeling_gpt2.py and masking_utils.py (eager attention path), v5.
+//
+// Shapes: B batch, T new positions, Tk key positions (past + T), D dModel, H nHeads,
+// Hkv nKvHeads, dh dHead, V vocabSize.
+//
+// Weights are tf.Variables named and shaped exactly as in the HF checkpoint (Linear weights
+// [out, in], gpt2's Conv1D weights [in, out]). Linear layers run as one 2-D matMul
+// [B*T, in] x W^T with transposeB; every tfjs backend reads the transposed operand in place, so
+// keeping the HF layout costs nothing at run time and saves a transposed copy of every weight
+// (and keeps gradients, optimizer state and saved files in the checkpoint's layout).
+import { tf } from '../engine/tf.js';
+import type { LayerType, ModelConfig, RopeConfig } from '../io/hfConfig.js';
+import { HookSet, type HookName } from './hooks.js';
+
+type Tensor = tf.Tensor;
+
+// ---------------------------------------------------------------------------------------------
+// parameters
+
+export type InitKind = 'normal' | 'normal_residual' | 'ones' | 'zeros' | 'embedding';
+
+export interface ParamSpec {
+  name: string;
+  shape: number[];
+  /** how createModel initialises it, following transformers' _init_weights */
+  init: InitKind;
+}
+
+interface Linear {
+  w: tf.Variable;
+  b?: tf.Variable;
+  /** gpt2 Conv1D stores [in, out]; everything else is nn.Linear [out, in] */
+  inOut: boolean;
+}
+interface Norm {
+  w: tf.Variable;
+  b?: tf.Variable;
+}
+interface BlockParams {
+  attnNorm: Norm;
+  /** gemma2/3 post-attention norm (sandwich) */
+  attnOutNorm?: Norm;
+  mlpNorm: Norm;
+  /** gemma2/3 post-feedforward norm (sandwich) */
+  mlpOutNorm?: Norm;
+  q?: Linear;
+  k?: Linear;
+  v?: Linear;
+  /** gpt2's fused c_attn [D, 3D] */
+  qkv?: Linear;
+  o: Linear;
+  qNorm?: Norm;
+  kNorm?: Norm;
+  gate?: Linear;
+  up: Linear;
+  down: Linear;
+}
+
+/** Every parameter the config needs, with HF names and shapes, in checkpoint order. */
+export function parameterSpecs(cfg: ModelConfig): ParamSpec[] {
+  const { dModel: D, nHeads: H, nKvHeads: Hkv, dHead: dh, dMlp, vocabSize: V } = cfg;
+  const specs: ParamSpec[] = [];
+  const add = (name: string, shape: number[], init: InitKind) => specs.push({ name, shape, init });
+  const normInit: InitKind = cfg.normWeightOffset === 1 ? 'zeros' : 'ones';
+  if (cfg.modelType === 'gpt2') {
+    add('transformer.wte.weight', [V, D], 'embedding');
+    add('transformer.wpe.weight', [cfg.maxPositions, D], 'embedding');
+    for (let i = 0; i < cfg.nLayers; i++) {
+      const p = `transformer.h.${i}`;
+      add(`${p}.ln_1.weight`, [D], 'ones');
+      add(`${p}.ln_1.bias`, [D], 'zeros');
+      add(`${p}.attn.c_attn.weight`, [D, 3 * D], 'normal');
+      add(`${p}.attn.c_attn.bias`, [3 * D], 'zeros');
+      add(`${p}.attn.c_proj.weight`, [D, D], 'normal_residual');
+      add(`${p}.attn.c_proj.bias`, [D], 'zeros');
+      add(`${p}.ln_2.weight`, [D], 'ones');
+      add(`${p}.ln_2.bias`, [D], 'zeros');
+      add(`${p}.mlp.c_fc.weight`, [D, dMlp], 'normal');
+      add(`${p}.mlp.c_fc.bias`, [dMlp], 'zeros');
+      add(`${p}.mlp.c_proj.weight`, [dMlp, D], 'normal_residual');
+      add(`${p}.mlp.c_proj.bias`, [D], 'zeros');
+    }
+    add('transformer.ln_f.weight', [D], 'ones');
+    add('transformer.ln_f.bias', [D], 'zeros');
+    if (!cfg.tieEmbeddings) add('lm_head.weight', [V, D], 'normal');
+    return specs;
+  }
+  add('model.embed_tokens.weight', [V, D], 'embedding');
+  for (let i = 0; i < cfg.nLayers; i++) {
+    const p = `model.layers.${i}`;
+    add(`${p}.input_layernorm.weight`, [D], normInit);
+    add(`${p}.self_attn.q_proj.weight`, [H * dh, D], 'normal');
+    if (cfg.qkvBias) add(`${p}.self_attn.q_proj.bias`, [H * dh], 'zeros');
+    add(`${p}.self_attn.k_proj.weight`, [Hkv * dh, D], 'normal');
+    if (cfg.qkvBias) add(`${p}.self_attn.k_proj.bias`, [Hkv * dh], 'zeros');
+    add(`${p}.self_attn.v_proj.weight`, [Hkv * dh, D], 'normal');
+    if (cfg.qkvBias) add(`${p}.self_attn.v_proj.bias`, [Hkv * dh], 'zeros');
+    add(`${p}.self_attn.o_proj.weight`, [D, H * dh], 'normal');
+    if (cfg.oBias) add(`${p}.self_attn.o_proj.bias`, [D], 'zeros');
+    if (cfg.qkNorm) {
+      add(`${p}.self_attn.q_norm.weight`, [dh], normInit);
+      add(`${p}.self_attn.k_norm.weight`, [dh], normInit);
+    }
+    add(`${p}.post_attention_layernorm.weight`, [D], normInit);
+    if (cfg.sandwichNorm) {
+      add(`${p}.pre_feedforward_layernorm.weight`, [D], normInit);
+      add(`${p}.post_feedforward_layernorm.weight`, [D], normInit);
+    }
+    if (cfg.gatedMlp) {
+      add(`${p}.mlp.gate_proj.weight`, [dMlp, D], 'normal');
+      if (cfg.mlpBias) add(`${p}.mlp.gate_proj.bias`, [dMlp], 'zeros');
+    }
+    add(`${p}.mlp.up_proj.weight`, [dMlp, D], 'normal');
+    if (cfg.mlpBias) add(`${p}.mlp.up_proj.bias`, [dMlp], 'zeros');
+    add(`${p}.mlp.down_proj.weight`, [D, dMlp], 'normal');
+    if (cfg.mlpBias) add(`${p}.mlp.down_proj.bias`, [D], 'zeros');
+  }
+  add('model.norm.weight', [D], normInit);
+  if (!cfg.tieEmbeddings) add('lm_head.weight', [V, D], 'normal');
+  return specs;
+}
+
+function bindBlocks(cfg: ModelConfig, vars: Map<string, tf.Variable>): BlockParams[] {
+  const get = (name: string) => {
+    const v = vars.get(name);
+    if (!v) throw new Error(`decoder: missing parameter "${name}"`);
+    return v;
+  };
+  const opt = (name: string) => vars.get(name);
+  const blocks: BlockParams[] = [];
+  for (let i = 0; i < cfg.nLayers; i++) {
+    if (cfg.modelType === 'gpt2') {
+      const p = `transformer.h.${i}`;
+      const lin = (n: string): Linear => ({ w: get(`${p}.${n}.weight`), b: get(`${p}.${n}.bias`), inOut: true });
+      blocks.push({
+        attnNorm: { w: get(`${p}.ln_1.weight`), b: get(`${p}.ln_1.bias`) },
+        mlpNorm: { w: get(`${p}.ln_2.weight`), b: get(`${p}.ln_2.bias`) },
+        qkv: lin('attn.c_attn'),
+        o: lin('attn.c_proj'),
+        up: lin('mlp.c_fc'),
+        down: lin('mlp.c_proj'),
+      });
+      continue;
+    }
+    const p = `model.layers.${i}`;
+    const lin = (n: string): Linear => ({ w: get(`${p}.${n}.weight`), b: opt(`${p}.${n}.bias`), inOut: false });
+    const norm = (n: string): Norm => ({ w: get(`${p}.${n}.weight`) });
+    blocks.push({
+      attnNorm: norm('input_layernorm'),
+      // In gemma2/3 "post_attention_layernorm" normalises the attention output; in llama it is
+      // the pre-MLP norm. Same HF name, different place.
+      attnOutNorm: cfg.sandwichNorm ? norm('post_attention_layernorm') : undefined,
+      mlpNorm: cfg.sandwichNorm ? norm('pre_feedforward_layernorm') : norm('post_attention_layernorm'),
+      mlpOutNorm: cfg.sandwichNorm ? norm('post_feedforward_layernorm') : undefined,
+      q: lin('self_attn.q_proj'),
+      k: lin('self_attn.k_proj'),
+      v: lin('self_attn.v_proj'),
+      o: lin('self_attn.o_proj'),
+      qNorm: cfg.qkNorm ? norm('self_attn.q_norm') : undefined,
+      kNorm: cfg.qkNorm ? norm('self_attn.k_norm') : undefined,
+      gate: cfg.gatedMlp ? lin('mlp.gate_proj') : undefined,
+      up: lin('mlp.up_proj'),
+      down: lin('mlp.down_proj'),
+    });
+  }
+  return blocks;
+}
+
+/** x [..., in] -> [..., out], as one 2-D matMul over the flattened leading dims. */
+function linear(x: Tensor, p: Linear): Tensor {
+  const inDim = x.shape[x.shape.length - 1]!;
+  const lead = x.shape.slice(0, -1) as number[];
+  const x2d = x.reshape([-1, inDim]);
+  let y = tf.matMul(x2d, p.w, false, !p.inOut); // [N, out]
+  if (p.b) y = tf.add(y, p.b);
+  return y.reshape([...lead, y.shape[1]!]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// norm
+
+/** RMSNorm over the last axis: x / sqrt(mean(x^2) + eps) * (offset + w). */
+function rmsNorm(x: Tensor, p: Norm, eps: number, offset: 0 | 1): Tensor {
+  const variance = tf.mean(tf.square(x), -1, true);
+  const normed = tf.mul(x, tf.rsqrt(tf.add(variance, eps)));
+  return tf.mul(normed, offset ? tf.add(p.w, 1) : p.w);
+}
+
+/** LayerNorm over the last axis with biased variance (torch.nn.LayerNorm). */
+function layerNorm(x: Tensor, p: Norm, eps: number): Tensor {
+  const { mean, variance } = tf.moments(x, -1, true);
+  const normed = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+  const scaled = tf.mul(normed, p.w);
+  return p.b ? tf.add(scaled, p.b) : scaled;
+}
+
+function applyNorm(cfg: ModelConfig, x: Tensor, p: Norm): Tensor {
+  return cfg.norm === 'layer' ? layerNorm(x, p, cfg.normEps) : rmsNorm(x, p, cfg.normEps, cfg.normWeightOffset);
+}
+
+// ---------------------------------------------------------------------------------------------
+// rope
+
+/**
+ * inv_freq[i] = 1 / theta^(2i/dh), rescaled per transformers' rope init functions
+ * (_compute_default_rope_parameters, _compute_linear_scaling_rope_parameters,
+ * _compute_llama3_parameters). Rounded to float32 like the torch buffer.
+ */
+export function ropeInvFreq(rope: RopeConfig, dHead: number): Float32Array {
+  const half = dHead / 2;
+  const inv = new Float64Array(half);
+  for (let i = 0; i < half; i++) {
+    // torch: base ** (arange(0, dim, 2).float() / dim), in float32
+    const exponent = Math.fround((2 * i) / dHead);
+    inv[i] = Math.fround(1 / Math.fround(Math.pow(rope.theta, exponent)));
+  }
+  if (rope.type === 'linear') {
+    for (let i = 0; i < half; i++) inv[i] = inv[i] / rope.factor!;
+  } else if (rope.type === 'llama3') {
+    // Llama 3.1: keep high frequencies, divide low frequencies by `factor`, interpolate between.
+    const factor = rope.factor!;
+    const low = rope.lowFreqFactor!;
+    const high = rope.highFreqFactor!;
+    const oldContext = rope.originalMaxPositions!;
+    const lowFreqWavelen = oldContext / low;
+    const highFreqWavelen = oldContext / high;
+    for (let i = 0; i < half; i++) {
+      const wavelen = (2 * Math.PI) / inv[i];
+      if (wavelen > lowFreqWavelen) inv[i] = inv[i] / factor;
+      else if (wavelen >= highFreqWavelen) {
+        const smooth = (oldContext / wavelen - low) / (high - low);
+        inv[i] = ((1 - smooth) * inv[i]) / factor + smooth * inv[i];
+      }
+    }
+  }
+  return Float32Array.from(inv);
+}
+
+interface RopeTables {
+  /** [B, T, 1, dh/2] each, broadcast over heads */
+  cos: Tensor;
+  sin: Tensor;
+}
+
+function ropeTables(positions: Tensor, invFreq: Float32Array): RopeTables {
+  const [B, T] = positions.shape;
+  // angle[b, t, i] = position[b, t] * inv_freq[i], in float32 like transformers' rotary embedding
+  const angle = tf.mul(positions.toFloat().reshape([B, T, 1, 1]), tf.tensor1d(invFreq).reshape([1, 1, 1, -1]));
+  return { cos: tf.cos(angle), sin: tf.sin(angle) };
+}
+
+/** Rotate pairs (x[i], x[i + dh/2]) by the position angle (transformers' rotate_half convention). */
+function applyRope(x: Tensor, { cos, sin }: RopeTables): Tensor {
+  const half = x.shape[3]! / 2;
+  const [x1, x2] = tf.split(x, [half, half], 3); // [B, T, H, dh/2] each
+  const out1 = tf.sub(tf.mul(x1, cos), tf.mul(x2, sin));
+  const out2 = tf.add(tf.mul(x2, cos), tf.mul(x1, sin));
+  return tf.concat([out1, out2], 3);
+}
+
+// ---------------------------------------------------------------------------------------------
+// mask
+
+/** float32 min: what transformers' eager attention adds at masked positions. */
+export const MASK_VALUE = -3.4028234663852886e38;
+
+/**
+ * Additive mask [1 or B, 1, T, Tk] for queries at absolute positions past..past+T-1: 0 where the
+ * key is visible (causal, inside the sliding window, not padding), MASK_VALUE elsewhere. Built
+ * from cache indices, not position ids, as transformers' masking_utils does; a sliding window
+ * keeps key k for query q iff q - window < k <= q.
+ */
+function buildMask(T: number, past: number, window: number | undefined, padding: Tensor | undefined): Tensor | undefined {
+  const Tk = past + T;
+  let needed = T > 1 || padding !== undefined;
+  if (window !== undefined && Tk > window) needed = true;
+  if (!needed) return undefined;
+  const bias = new Float32Array(T * Tk);
+  for (let t = 0; t < T; t++) {
+    const q = past + t;
+    for (let k = 0; k < Tk; k++) {
+      const visible = k <= q && (window === undefined || k > q - window);
+      if (!visible) bias[t * Tk + k] = MASK_VALUE;
+    }
+  }
+  const causal = tf.tensor4d(bias, [1, 1, T, Tk]);
+  if (!padding) return causal;
+  return tf.minimum(causal, padding); // [B, 1, T, Tk]; minimum keeps MASK_VALUE from overflowing
+}
+
+// ---------------------------------------------------------------------------------------------
+// attention
+
+export interface AttentionOptions {
+  /** multiplies q·k */
+  scale: number;
+  /** tanh soft-cap of the scaled scores, before the mask */
+  softcap?: number;
+  /** hook on the masked pre-softmax scores [B, H, Tq, Tk] */
+  onScores?: (scores: Tensor) => Tensor;
+  /** hook on the probabilities [B, H, Tq, Tk] */
+  onPattern?: (probs: Tensor) => Tensor;
+}
+
+/**
+ * Eager scaled-dot-product attention with grouped KV heads.
+ * q [B, H, Tq, dh], k/v [B, Hkv, Tk, dh], mask additive [1|B, 1, Tq, Tk] or undefined.
+ * Query head h reads KV head floor(h / (H / Hkv)) (transformers' repeat_kv); instead of
+ * repeating K and V, the g = H/Hkv query heads of a group are stacked along the query axis
+ * ([B, Hkv, g*Tq, dh], a free reshape) so each group is one batched matMul.
+ * Returns output [B, H, Tq, dh] and probs [B, H, Tq, Tk].
+ */
+export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | undefined, opts: AttentionOptions): { output: Tensor; probs: Tensor } {
+  const [B, H, Tq, dh] = q.shape as number[];
+  const Hkv = k.shape[1]!;
+  const Tk = k.shape[2]!;
+  const g = H / Hkv;
+  const qGrouped = tf.mul(q, opts.scale).reshape([B, Hkv, g * Tq, dh]);
+  let scores = tf.matMul(qGrouped, k, false, true).reshape([B, H, Tq, Tk]);
+  if (opts.softcap !== undefined) scores = tf.mul(tf.tanh(tf.div(scores, opts.softcap)), opts.softcap);
+  if (mask) scores = tf.add(scores, mask);
+  if (opts.onScores) scores = opts.onScores(scores);
+  let probs = tf.softmax(scores, -1);
+  if (opts.onPattern) probs = opts.onPattern(probs);
+  const output = tf.matMul(probs.reshape([B, Hkv, g * Tq, Tk]), v).reshape([B, H, Tq, dh]);
+  return { output, probs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// mlp
+
+function activation(cfg: ModelConfig, x: Tensor): Tensor {
+  switch (cfg.act) {
+    case 'silu':
+      return tf.mul(x, tf.sigmoid(x));
+    case 'gelu_tanh': {
+      // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (gelu_pytorch_tanh / gelu_new)
+      const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
+      return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
+    }
+    case 'gelu':
+      return tf.mul(tf.mul(x, 0.5), tf.add(tf.erf(tf.mul(x, Math.SQRT1_2)), 1));
+    case 'relu':
+      return tf.relu(x);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// block and model
+
+/** Past keys/values per layer, [B, Hkv, Tpast, dh] each, after RoPE. */
+export interface KVCache {
+  keys: Tensor[];
+  values: Tensor[];
+  /** number of cached positions */
+  length: number;
+}
+
+export function disposeCache(cache: KVCache | undefined): void {
+  if (!cache) return;
+  for (const t of [...cache.keys, ...cache.values]) t.dispose();
+}
+
+export type IdsInput = number[][] | tf.Tensor2D;
+
+export interface ForwardOptions {
+  /** [B, Tpast + T], 1 = attend, 0 = padding. Default: all ones. */
+  attentionMask?: number[][] | tf.Tensor2D;
+  /** [B, T] positions. Default: past + 0..T-1 (transformers' default without position_ids). */
+  positionIds?: number[][] | tf.Tensor2D;
+  /** [B, T, D] rows of the embedding matrix (unscaled; the model applies gemma's sqrt(d)
+   *  scale and gpt2's position embeddings). Give either ids or this. */
+  inputsEmbeds?: tf.Tensor3D;
+  outputAttentions?: boolean;
+  outputHiddenStates?: boolean;
+  /** past keys/values (not consumed: the caller still owns and disposes it) */
+  cache?: KVCache;
+  /** return the keys/values including this call's positions in `out.cache` */
+  useCache?: boolean;
+  /** compute logits only for the last n positions (generation uses 1) */
+  logitsToKeep?: number;
+  /** hooks, see hooks.ts */
+  hooks?: HookSet;
+  /** names whose activations are returned in `out.activations` (runWithCache) */
+  cacheNames?: (name: HookName) => boolean;
+}
+
+export interface ForwardOutput {
+  /** [B, T (or logitsToKeep), V] */
+  logits: tf.Tensor3D;
+  /** L+1 tensors [B, T, D]: embeddings output, the output of blocks 0..L-2, and the final norm
+   *  of block L-1's output (transformers' convention). */
+  hiddenStates?: tf.Tensor3D[];
+  /** per layer [B, H, T, Tk] softmax probabilities */
+  attentions?: tf.Tensor4D[];
+  cache?: KVCache;
+  /** activations recorded for `cacheNames` */
+  activations?: Record<string, Tensor>;
+}
+
+function toIntTensor(x: number[][] | tf.Tensor2D, what: string): tf.Tensor2D {
+  if (x instanceof tf.Tensor) return x.dtype === 'int32' ? x : (x.toInt() as tf.Tensor2D);
+  if (!Array.isArray(x) || !Array.isArray(x[0])) throw new Error(`forward: \`${what}\` must be number[][] or a 2-D tensor`);
+  const T = x[0].length;
+  for (const row of x) if (row.length !== T) throw new Error(`forward: \`${what}\` rows must have equal lengths, got ${row.length} and ${T}`);
+  return tf.tensor2d(x, [x.length, T], 'int32');
+}
+
+export class Decoder {
+  readonly config: ModelConfig;
+  private readonly params: Map<string, tf.Variable>;
+  private readonly blocks: BlockParams[];
+  private readonly invFreq: Partial<Record<LayerType, Float32Array>> = {};
+
+  constructor(config: ModelConfig, params: Map<string, tf.Variable>) {
+    this.config = config;
+    this.params = params;
+    this.blocks = bindBlocks(config, params);
+    if (config.positional === 'rope') {
+      for (const lt of ['full', 'sliding'] as const) this.invFreq[lt] = ropeInvFreq(config.rope![lt], config.dHead);
+    }
+  }
+
+  /** All weights by HF name (the training loop takes gradients with respect to these). */
+  variables(): Map<string, tf.Variable> {
+    return this.params;
+  }
+
+  /** The token embedding matrix [V, D] (one-hot @ this = inputsEmbeds, for GCG). */
+  embeddingMatrix(): tf.Variable {
+    return this.params.get(this.config.modelType === 'gpt2' ? 'transformer.wte.weight' : 'model.embed_tokens.weight')!;
+  }
+
+  /** The unembedding [V, D] (the embedding matrix when tied). */
+  unembeddingMatrix(): tf.Variable {
+    return this.config.tieEmbeddings ? this.embeddingMatrix() : this.params.get('lm_head.weight')!;
+  }
+
+  /** Token embeddings [B, T, D], unscaled (what `inputsEmbeds` expects). */
+  embed(ids: IdsInput): tf.Tensor3D {
+    return tf.tidy(() => tf.gather(this.embeddingMatrix(), toIntTensor(ids, 'inputIds')) as tf.Tensor3D);
+  }
+
+  dispose(): void {
+    for (const v of this.params.values()) v.dispose();
+  }
+
+  /**
+   * Run the model. Differentiable with respect to the variables and to `inputsEmbeds`; usable
+   * inside tf.tidy / tf.variableGrads. Intermediates are freed; returned tensors belong to the caller.
+   */
+  forward(inputIds: IdsInput | null, opts: ForwardOptions = {}): ForwardOutput {
+    // tidy keeps every tensor reachable from the returned object and frees the rest
+    return tf.tidy(() => this.forwardUntidied(inputIds, opts) as unknown as tf.TensorContainer) as unknown as ForwardOutput;
+  }
+
+  private forwardUntidied(inputIds: IdsInput | null, opts: ForwardOptions): ForwardOutput {
+    const cfg = this.config;
+    const hooks = opts.hooks ?? new HookSet();
+    const activations: Record<string, Tensor> = {};
+    const hook = (name: HookName, x: Tensor, layer?: number): Tensor => {
+      const y = hooks.empty ? x : hooks.run(name, x, layer);
+      if (opts.cacheNames?.(name)) activations[name] = y;
+      return y;
+    };
+
+    // embeddings ------------------------------------------------------------------------------
+    let tokEmb: Tensor;
+    if (opts.inputsEmbeds) {
+      if (inputIds) throw new Error('forward: give either inputIds or `inputsEmbeds`, not both');
+      tokEmb = opts.inputsEmbeds;
+      if (tokEmb.rank !== 3 || tokEmb.shape[2] !== cfg.dModel) {
+        throw new Error(`forward: \`inputsEmbeds\` must be [B, T, ${cfg.dModel}], got [${tokEmb.shape}]`);
+      }
+    } else {
+      if (!inputIds) throw new Error('forward: inputIds are required (or pass `inputsEmbeds`)');
+      const ids = toIntTensor(inputIds, 'inputIds');
+      tokEmb = tf.gather(this.embeddingMatrix(), ids); // [B, T, D]
+    }
+    const [B, T] = tokEmb.shape as number[];
+    const past = opts.cache?.length ?? 0;
+    const Tk = past + T;
+    if (opts.cache && opts.cache.keys.length !== cfg.nLayers) throw new Error(`forward: cache has ${opts.cache.keys.length} layers, model has ${cfg.nLayers}`);
+
+    // Gemma multiplies by sqrt(d) rounded to the activation dtype (a float32 constant here).
+    if (cfg.embedScale !== undefined) tokEmb = tf.mul(tokEmb, Math.fround(cfg.embedScale));
+    let h = hook('hook_embed', tokEmb);
+
+    let positions: tf.Tensor2D;
+    if (opts.positionIds) {
+      positions = toIntTensor(opts.positionIds, 'positionIds');
+      if (positions.shape[0] !== B || positions.shape[1] !== T) throw new Error(`forward: \`positionIds\` must be [${B}, ${T}], got [${positions.shape}]`);
+    } else {
+      positions = tf.tile(tf.range(past, past + T, 1, 'int32').reshape([1, T]), [B, 1]) as tf.Tensor2D;
+    }
+    if (cfg.positional === 'learned') {
+      const posEmb = hook('hook_pos_embed', tf.gather(this.params.get('transformer.wpe.weight')!, positions));
+      h = tf.add(h, posEmb);
+    }
+
+    // masks and rope tables, one per layer type in use ------------------------------------------
+    let padding: Tensor | undefined;
+    if (opts.attentionMask) {
+      const m = toIntTensor(opts.attentionMask, 'attentionMask');
+      if (m.shape[0] !== B || m.shape[1] !== Tk) throw new Error(`forward: \`attentionMask\` must be [${B}, ${Tk}] (past + new positions), got [${m.shape}]`);
+      // [B, 1, 1, Tk]: 0 where attended, MASK_VALUE at padding
+      padding = tf.where(tf.equal(m, 0).reshape([B, 1, 1, Tk]), tf.fill([B, 1, 1, Tk], MASK_VALUE), tf.zeros([B, 1, 1, Tk]));
+    }
+    const masks: Partial<Record<LayerType, Tensor | undefined>> = {};
+    const rope: Partial<Record<LayerType, RopeTables>> = {};
+    for (const lt of new Set(cfg.layerTypes)) {
+      masks[lt] = buildMask(T, past, lt === 'sliding' ? cfg.slidingWindow : undefined, padding);
+      if (cfg.positional === 'rope') rope[lt] = ropeTables(positions, this.invFreq[lt]!);
+    }
+
+    const hiddenStates: Tensor[] = [];
+    const attentions: Tensor[] = [];
+    const newKeys: Tensor[] = [];
+    const newValues: Tensor[] = [];
+    const H = cfg.nHeads;
+    const Hkv = cfg.nKvHeads;
+    const dh = cfg.dHead;
+    const scale = (cfg.queryPreAttnScalar ?? dh) ** -0.5;
+
+    for (let i = 0; i < cfg.nLayers; i++) {
+      const p = this.blocks[i];
+      const lt = cfg.layerTypes[i];
+      h = hook(`blocks.${i}.hook_resid_pre`, h, i);
+      if (opts.outputHiddenStates) hiddenStates.push(h);
+
+      // attention -----------------------------------------------------------------------------
+      const x = hook(`blocks.${i}.ln1.hook_normalized`, applyNorm(cfg, h, p.attnNorm), i);
+      let q: Tensor, k: Tensor, v: Tensor;
+      if (p.qkv) {
+        [q, k, v] = tf.split(linear(x, p.qkv), 3, 2); // gpt2 c_attn: [B, T, 3D] -> 3 x [B, T, D]
+      } else {
+        q = linear(x, p.q!);
+        k = linear(x, p.k!);
+        v = linear(x, p.v!);
+      }
+      q = q.reshape([B, T, H, dh]);
+      k = k.reshape([B, T, Hkv, dh]);
+      v = v.reshape([B, T, Hkv, dh]);
+      if (p.qNorm) {
+        q = rmsNorm(q, p.qNorm, cfg.normEps, cfg.normWeightOffset);
+        k = rmsNorm(k, p.kNorm!, cfg.normEps, cfg.normWeightOffset);
+      }
+      q = hook(`blocks.${i}.attn.hook_q`, q, i);
+      k = hook(`blocks.${i}.attn.hook_k`, k, i);
+      v = hook(`blocks.${i}.attn.hook_v`, v, i);
+      if (cfg.positional === 'rope') {
+        q = hook(`blocks.${i}.attn.hook_rot_q`, applyRope(q, rope[lt]!), i);
+        k = hook(`blocks.${i}.attn.hook_rot_k`, applyRope(k, rope[lt]!), i);
+      }
+      let kh = k.transpose([0, 2, 1, 3]); // [B, Hkv, T, dh]
+      let vh = v.transpose([0, 2, 1, 3]);
+      if (opts.cache) {
+        kh = tf.concat([opts.cache.keys[i], kh], 2); // [B, Hkv, Tk, dh]
+        vh = tf.concat([opts.cache.values[i], vh], 2);
+      }
+      if (opts.useCache) {
+        newKeys.push(kh);
+        newValues.push(vh);
+      }
+      const layerScale = cfg.scaleAttnByInverseLayerIdx ? scale / (i + 1) : scale;
+      const { output, probs } = attention(q.transpose([0, 2, 1, 3]), kh, vh, masks[lt], {
+        scale: layerScale,
+        softcap: cfg.attnSoftcap,
+        onScores: hooks.empty && !opts.cacheNames ? undefined : (s) => hook(`blocks.${i}.attn.hook_attn_scores`, s, i),
+        onPattern: hooks.empty && !opts.cacheNames ? undefined : (s) => hook(`blocks.${i}.attn.hook_pattern`, s, i),
+      });
+      if (opts.outputAttentions) attentions.push(probs);
+      const z = hook(`blocks.${i}.attn.hook_z`, output.transpose([0, 2, 1, 3]), i); // [B, T, H, dh]
+      let attnOut = linear(z.reshape([B, T, H * dh]), p.o);
+      if (p.attnOutNorm) attnOut = applyNorm(cfg, attnOut, p.attnOutNorm);
+      attnOut = hook(`blocks.${i}.hook_attn_out`, attnOut, i);
+      h = hook(`blocks.${i}.hook_resid_mid`, tf.add(h, attnOut), i);
+
+      // mlp -----------------------------------------------------------------------------------
+      const y = hook(`blocks.${i}.ln2.hook_normalized`, applyNorm(cfg, h, p.mlpNorm), i);
+      let post: Tensor;
+      if (p.gate) {
+        const pre = hook(`blocks.${i}.mlp.hook_pre`, linear(y, p.gate), i);
+        post = tf.mul(activation(cfg, pre), linear(y, p.up));
+      } else {
+        const pre = hook(`blocks.${i}.mlp.hook_pre`, linear(y, p.up), i);
+        post = activation(cfg, pre);
+      }
+      post = hook(`blocks.${i}.mlp.hook_post`, post, i);
+      let mlpOut = linear(post, p.down);
+      if (p.mlpOutNorm) mlpOut = applyNorm(cfg, mlpOut, p.mlpOutNorm);
+      mlpOut = hook(`blocks.${i}.hook_mlp_out`, mlpOut, i);
+      h = hook(`blocks.${i}.hook_resid_post`, tf.add(h, mlpOut), i);
+    }
+
+    const finalNorm: Norm =
+      cfg.modelType === 'gpt2'
+        ? { w: this.params.get('transformer.ln_f.weight')!, b: this.params.get('transformer.ln_f.bias')! }
+        : { w: this.params.get('model.norm.weight')! };
+    h = hook('ln_final.hook_normalized', applyNorm(cfg, h, finalNorm));
+    if (opts.outputHiddenStates) hiddenStates.push(h);
+
+    // unembed ---------------------------------------------------------------------------------
+    const keep = opts.logitsToKeep ?? T;
+    const hKept = keep < T ? h.slice([0, T - keep, 0], [B, keep, cfg.dModel]) : h;
+    let logits = linear(hKept, { w: this.unembeddingMatrix(), inOut: false }); // [B, keep, V]
+    if (cfg.finalSoftcap !== undefined) logits = tf.mul(tf.tanh(tf.div(logits, cfg.finalSoftcap)), cfg.finalSoftcap);
+
+    const out: ForwardOutput = { logits: logits as tf.Tensor3D };
+    if (opts.outputHiddenStates) out.hiddenStates = hiddenStates as tf.Tensor3D[];
+    if (opts.outputAttentions) out.attentions = attentions as tf.Tensor4D[];
+    if (opts.useCache) out.cache = { keys: newKeys, values: newValues, length: Tk };
+    if (opts.cacheNames) out.activations = activations;
+    return out;
+  }
+}

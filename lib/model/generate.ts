@@ -1,0 +1,225 @@
+// Autoregressive generation with a KV cache, as transformers' generate does it for decoder-only
+// models: left padding handled by the attention mask, position ids = cumsum(mask) - 1 (pads get 1),
+// finished rows continue with the pad token, the mask grows by one column of ones per step.
+import { tf } from '../engine/tf.js';
+import { disposeCache, type Decoder, type ForwardOutput, type KVCache } from './decoder.js';
+import { mulberry32 } from './random.js';
+import { argmax, buildProcessors, logSoftmax, rankOf, sampleFromLogits, topKIndices, type SamplingOptions } from './sampling.js';
+
+export interface Candidate {
+  id: number;
+  /** log-probability under the model (raw logits, before temperature / top-k / top-p) */
+  logprob: number;
+  /** 1 = the most likely token */
+  rank: number;
+}
+
+/** What a chooser sees at each free step of each unfinished row. */
+export interface StepInfo {
+  row: number;
+  /** 0-based index among the free (non-forced) new tokens */
+  step: number;
+  /** the top candidates under the model, best first (returnTopK of them, default 10) */
+  candidates: Candidate[];
+  /** full log-probabilities under the model [V] */
+  logprobs: Float64Array;
+  /** the token generation would pick (greedy or sampled) */
+  proposed: number;
+  /** the row so far: prompt (without its padding) + new tokens */
+  tokens: number[];
+}
+
+export interface StepRecord {
+  candidates: Candidate[];
+  chosen: Candidate;
+  /** true for tokens of the forced prefix */
+  forced: boolean;
+}
+
+export interface GenerateOptions extends SamplingOptions {
+  /** number of free new tokens after the forced prefix (default 20) */
+  maxNewTokens?: number;
+  /** sample from the processed distribution; false = greedy (default false) */
+  doSample?: boolean;
+  /** PRNG seed for sampling (default 0): same seed, same tokens */
+  seed?: number;
+  /** [B, T], 1 = token, 0 = (left) padding. Default: all ones. */
+  attentionMask?: number[][] | tf.Tensor2D;
+  /** stop a row at any of these ids (default: the config's eos; null = never stop on eos) */
+  eosTokenId?: number | number[] | null;
+  /** id written after a row has finished (default: config pad, else the first eos, else 0) */
+  padTokenId?: number;
+  /** stop a row once its decoded new text contains one of these (needs `tokenizer`) */
+  stopStrings?: string[];
+  tokenizer?: { decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string };
+  /** forced response prefix (prefilling): the same ids for every row, or one list per row (equal lengths) */
+  prefill?: number[] | number[][];
+  /** record the top-k candidates with log-probs and ranks at every step */
+  returnTopK?: number;
+  /** called at every free step of every unfinished row; return an id to override the choice */
+  chooser?: (step: StepInfo) => number | undefined | void;
+  /** false recomputes the whole sequence every step (slow; for checking the cache) */
+  useCache?: boolean;
+}
+
+export interface GenerateOutput {
+  /** prompt (with its padding) + forced prefix + free tokens, per row (as transformers returns) */
+  sequences: number[][];
+  /** forced prefix + free tokens, per row */
+  newTokens: number[][];
+  /** why each row stopped */
+  finishReason: ('eos' | 'stop_string' | 'length')[];
+  /** steps[row][t], when returnTopK or chooser is given (forced tokens included, finished rows stop recording) */
+  steps?: StepRecord[][];
+}
+
+function toRows(x: number[][] | tf.Tensor2D, what: string): number[][] {
+  const rows = x instanceof tf.Tensor ? (x.arraySync() as number[][]) : x.map((r) => [...r]);
+  if (!rows.length || !rows[0].length) throw new Error(`generate: \`${what}\` must be a non-empty [B, T] array`);
+  for (const r of rows) if (r.length !== rows[0].length) throw new Error(`generate: \`${what}\` rows must have equal lengths (left-pad them), got ${r.length} and ${rows[0].length}`);
+  return rows;
+}
+
+/** transformers' position ids for a (left-padded) mask: cumsum(mask) - 1, pads set to 1. */
+export function positionsFromMask(mask: number[][]): number[][] {
+  return mask.map((row) => {
+    let c = 0;
+    return row.map((m) => {
+      c += m ? 1 : 0;
+      return m ? c - 1 : 1;
+    });
+  });
+}
+
+function candidatesOf(logprobs: Float64Array, k: number): Candidate[] {
+  return topKIndices(logprobs, k).map((id, i) => ({ id, logprob: logprobs[id], rank: i + 1 }));
+}
+
+export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2D, opts: GenerateOptions = {}): Promise<GenerateOutput> {
+  const cfg = model.config;
+  const maxNewTokens = opts.maxNewTokens ?? 20;
+  if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 0)) throw new Error(`generate: \`maxNewTokens\` must be an integer >= 0, got ${maxNewTokens}`);
+  if (opts.returnTopK !== undefined && !(Number.isInteger(opts.returnTopK) && opts.returnTopK > 0)) {
+    throw new Error(`generate: \`returnTopK\` must be a positive integer, got ${opts.returnTopK}`);
+  }
+  if (opts.stopStrings?.length && !opts.tokenizer) throw new Error('generate: `stopStrings` needs `tokenizer` to decode the new tokens');
+  const prompt = toRows(inputIds, 'inputIds');
+  const B = prompt.length;
+  const mask = opts.attentionMask ? toRows(opts.attentionMask, 'attentionMask') : prompt.map((r) => r.map(() => 1));
+  if (mask.length !== B || mask[0].length !== prompt[0].length) throw new Error(`generate: \`attentionMask\` must be [${B}, ${prompt[0].length}] like inputIds, got [${mask.length}, ${mask[0].length}]`);
+  const eosIds = new Set<number>(
+    opts.eosTokenId === null ? [] : ([] as number[]).concat(opts.eosTokenId ?? cfg.eosTokenId ?? []),
+  );
+  const padId = opts.padTokenId ?? cfg.padTokenId ?? [...eosIds][0] ?? 0;
+  const forced: number[][] = !opts.prefill ? prompt.map(() => []) : Array.isArray(opts.prefill[0]) ? (opts.prefill as number[][]) : prompt.map(() => opts.prefill as number[]);
+  if (forced.length !== B || forced.some((f) => f.length !== forced[0].length)) throw new Error(`generate: \`prefill\` must be one id list or ${B} lists of equal length`);
+  const F = forced[0].length;
+  const record = opts.returnTopK !== undefined || opts.chooser !== undefined;
+  const k = opts.returnTopK ?? 10;
+  const processors = opts.doSample ? buildProcessors(opts) : [];
+  const rand = mulberry32(opts.seed ?? 0);
+  const useCache = opts.useCache ?? true;
+
+  const sequences = prompt.map((r) => [...r]);
+  const newTokens: number[][] = prompt.map(() => []);
+  const steps: StepRecord[][] = prompt.map(() => []);
+  const finished = new Array<boolean>(B).fill(false);
+  const finishReason: GenerateOutput['finishReason'] = new Array(B).fill('length');
+  const unpadded = (b: number) => sequences[b].filter((_, t) => mask[b][t] === 1);
+
+  // Append `tokens` [B, n] to every row and run the model; return the logits rows of the last
+  // `keep` positions. With the cache only the new tokens are fed (the whole row on the first call).
+  let cache: KVCache | undefined;
+  const step = (tokens: number[][], keep: number): Float32Array[][] => {
+    for (let b = 0; b < B; b++) {
+      for (const t of tokens[b]) {
+        sequences[b].push(t);
+        mask[b].push(1);
+      }
+    }
+    const n = tokens[0].length;
+    const positions = positionsFromMask(mask);
+    let out: ForwardOutput;
+    if (useCache) {
+      const fresh = cache === undefined;
+      const feed = fresh ? sequences : sequences.map((s) => s.slice(s.length - n));
+      const pos = fresh ? positions : positions.map((p) => p.slice(p.length - n));
+      out = model.forward(feed, { attentionMask: mask, positionIds: pos, cache, useCache: true, logitsToKeep: keep });
+      disposeCache(cache);
+      cache = out.cache;
+    } else {
+      out = model.forward(sequences, { attentionMask: mask, positionIds: positions, logitsToKeep: keep });
+    }
+    const V = out.logits.shape[2];
+    const data = out.logits.dataSync() as Float32Array;
+    out.logits.dispose();
+    return Array.from({ length: B }, (_, b) => Array.from({ length: keep }, (_, j) => data.subarray((b * keep + j) * V, (b * keep + j + 1) * V)));
+  };
+
+  try {
+    // Prompt + forced prefix in one pass: the logits at the last F + 1 positions score the F
+    // forced tokens and propose the first free one.
+    let rows = step(forced, F + 1);
+    if (record) {
+      for (let b = 0; b < B; b++) {
+        for (let j = 0; j < F; j++) {
+          const lp = logSoftmax(rows[b][j]);
+          const id = forced[b][j];
+          steps[b].push({ candidates: candidatesOf(lp, k), chosen: { id, logprob: lp[id], rank: rankOf(lp, id) }, forced: true });
+        }
+      }
+    }
+    for (let b = 0; b < B; b++) newTokens[b].push(...forced[b]);
+    let last = rows.map((r) => r[F]);
+
+    for (let s = 0; s < maxNewTokens; s++) {
+      const next: number[] = [];
+      for (let b = 0; b < B; b++) {
+        if (finished[b]) {
+          next.push(padId);
+          continue;
+        }
+        let processed: Float32Array = last[b];
+        for (const p of processors) processed = p(processed);
+        let id = opts.doSample ? sampleFromLogits(processed, rand()) : argmax(processed);
+        if (record) {
+          const lp = logSoftmax(last[b]);
+          const candidates = candidatesOf(lp, k);
+          if (opts.chooser) {
+            const picked = opts.chooser({ row: b, step: s, candidates, logprobs: lp, proposed: id, tokens: unpadded(b) });
+            if (picked !== undefined && picked !== null) {
+              if (!(Number.isInteger(picked) && picked >= 0 && picked < lp.length)) throw new Error(`generate: chooser returned ${picked}, expected a token id in [0, ${lp.length})`);
+              id = picked;
+            }
+          }
+          steps[b].push({ candidates, chosen: { id, logprob: lp[id], rank: rankOf(lp, id) }, forced: false });
+        }
+        next.push(id);
+      }
+      for (let b = 0; b < B; b++) {
+        if (finished[b]) continue;
+        newTokens[b].push(next[b]);
+        if (eosIds.has(next[b])) {
+          finished[b] = true;
+          finishReason[b] = 'eos';
+        } else if (opts.stopStrings?.length) {
+          const text = opts.tokenizer!.decode(newTokens[b].slice(F));
+          if (opts.stopStrings.some((ss) => text.includes(ss))) {
+            finished[b] = true;
+            finishReason[b] = 'stop_string';
+          }
+        }
+      }
+      if (s === maxNewTokens - 1 || finished.every(Boolean)) {
+        // rows finished earlier get the pad id, so all sequences keep equal length (as transformers)
+        for (let b = 0; b < B; b++) sequences[b].push(next[b]);
+        break;
+      }
+      rows = step(next.map((t) => [t]), 1);
+      last = rows.map((r) => r[0]);
+    }
+    return { sequences, newTokens, finishReason, ...(record ? { steps } : {}) };
+  } finally {
+    disposeCache(cache);
+  }
+}

@@ -1,0 +1,11 @@
+// The transformer (every supported family), its hooks, loading/creating/saving, and generation.
+export { Decoder, attention, parameterSpecs, ropeInvFreq, disposeCache, MASK_VALUE } from './decoder.js';
+export type { ForwardOptions, ForwardOutput, KVCache, IdsInput, ParamSpec, AttentionOptions } from './decoder.js';
+export { HookSet, act } from './hooks.js';
+export type { HookName, HookFn, HookFilter, HookContext, BlockHookSuffix } from './hooks.js';
+export { loadModel, createModel, saveModel } from './load.js';
+export type { CreateModelOptions, SaveModelOptions } from './load.js';
+export { generate, positionsFromMask } from './generate.js';
+export type { GenerateOptions, GenerateOutput, StepInfo, StepRecord, Candidate } from './generate.js';
+export { temperatureProcessor, topKProcessor, topPProcessor, minPProcessor, buildProcessors } from './sampling.js';
+export type { LogitsProcessor, SamplingOptions } from './sampling.js';
