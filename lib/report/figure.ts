@@ -258,13 +258,14 @@ function ensurePlotlyInSession(): void {
 
 /**
  * Saves the figure (see saveFigure) and shows it: inline and interactive in a notebook (with the
- * PNG as the committed output), or the note on the console elsewhere.
+ * PNG as the committed output), or the note on the console elsewhere. Returns nothing, so a cell
+ * ending in `await showFigure(...)` prints nothing extra; use saveFigure for the paths.
  */
-export async function showFigure(fig: PlotlyFigure, name: string, options: SaveFigureOptions = {}): Promise<SavedFigure> {
+export async function showFigure(fig: PlotlyFigure, name: string, options: SaveFigureOptions = {}): Promise<void> {
   const saved = await saveFigure(fig, name, options);
   if (!inNotebook()) {
     console.log(saved.note);
-    return saved;
+    return;
   }
   ensurePlotlyInSession();
   figureCounter += 1;
@@ -291,5 +292,4 @@ export async function showFigure(fig: PlotlyFigure, name: string, options: SaveF
     // for live sessions only. Without a PNG the HTML is all there is, so it stays.
     metadata: png ? { deepalign: { omit_mimes_on_save: ['text/html'] } } : {},
   });
-  return saved;
 }

@@ -25,7 +25,7 @@ export {
   type TableRecord,
   type ShowTableOptions,
 } from './table.js';
-export { writeResults, validateResults, type Claim, type NotebookResults } from './results.js';
+export { writeResults, validateResults, resultsPath, type Claim, type NotebookResults } from './results.js';
 export {
   progress,
   formatProgress,

@@ -1,7 +1,7 @@
 // figures/<notebook>/results.json: the machine-readable outcome of a notebook, one per notebook,
 // so a reader (or CI) can check every paper claim without opening the notebook.
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { displayPath, figuresDir, reportPath } from './paths.js';
 
 /** One claim from a paper, checked by a notebook. */
@@ -61,15 +61,19 @@ export function validateResults(results: NotebookResults): void {
   walk(results.settings, 'settings');
 }
 
+/** Where writeResults puts a notebook's results. */
+export function resultsPath(notebook: string, dir: string = figuresDir()): string {
+  return join(reportPath(notebook, dir, 'writeResults'), 'results.json');
+}
+
 /**
  * Validates and writes `<dir>/<notebook>/results.json` (keys in the documented order, 2-space
- * indent, trailing newline). Returns the path.
+ * indent, trailing newline) and logs the path and how many claims hold.
  */
-export function writeResults(results: NotebookResults, options: { dir?: string } = {}): string {
+export function writeResults(results: NotebookResults, options: { dir?: string } = {}): void {
   validateResults(results);
-  const dir = reportPath(results.notebook, options.dir ?? figuresDir(), 'writeResults');
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, 'results.json');
+  const path = resultsPath(results.notebook, options.dir);
+  mkdirSync(dirname(path), { recursive: true });
   const { notebook, seed, settings, metrics, claims } = results;
   const ordered = {
     notebook,
@@ -80,5 +84,4 @@ export function writeResults(results: NotebookResults, options: { dir?: string }
   };
   writeFileSync(path, JSON.stringify(ordered, null, 2) + '\n');
   console.log(`results: wrote ${displayPath(path)} (${claims.filter((c) => c.holds).length}/${claims.length} claims hold)`);
-  return path;
 }

@@ -91,9 +91,10 @@ export interface ShowTableOptions {
 
 /**
  * Shows a table (HTML in a notebook, aligned text elsewhere) and, when `name` is given, writes
- * `<dir>/<name>.csv`. Returns the DataFrame.
+ * `<dir>/<name>.csv`. Returns nothing (a cell ending in showTable(...) prints nothing extra); use
+ * toDataFrame for the DataFrame and tableToCsv for the text.
  */
-export function showTable(table: DataFrame | TableRecord[], name?: string, options: ShowTableOptions = {}): DataFrame {
+export function showTable(table: DataFrame | TableRecord[], name?: string, options: ShowTableOptions = {}): void {
   const df = toDataFrame(table, `showTable(${name ?? ''})`);
   let note = '';
   if (name !== undefined) {
@@ -108,5 +109,4 @@ export function showTable(table: DataFrame | TableRecord[], name?: string, optio
   } else {
     console.log(text + (note ? `\n${note}` : ''));
   }
-  return df;
 }
