@@ -3,3 +3,4 @@ export * from './schedule.js';
 export * from './optimizer.js';
 export * from './data.js';
 export * from './trainer.js';
+export * from './organism.js';

@@ -1,0 +1,2 @@
+// lib/metrics: evaluating models with the organism's exact judges.
+export * from './safety.js';

@@ -1,0 +1,125 @@
+// Batch evaluation of an organism model with the world's exact judges: generate responses to
+// requests (optionally with a forced response prefix), judge what the model generated itself.
+
+import { generate, type Decoder } from '../model/index.js';
+import {
+  encodePrompt, idsToWords, judgeBenignCorrect, analyzeResponse, strongRejectScore, wordsToIds, type EvalPrompt, type World,
+} from '../organism/index.js';
+
+export interface Decoding {
+  /** false: greedy. */
+  doSample: boolean;
+  temperature?: number;
+  topP?: number;
+  topK?: number;
+  /** Sampling seed; batch b of an evaluation uses seed * 1000 + b, so results are reproducible for a given batch size. */
+  seed?: number;
+  /** Default: long enough for a full answer. */
+  maxNewTokens?: number;
+}
+
+/** Qi et al.'s safety decoding: temperature 0.9, top-p 0.6 (top-k 50 is moot at our vocabulary). */
+export const QI_DECODING: Decoding = { doSample: true, temperature: 0.9, topP: 0.6, topK: 50, seed: 0 };
+/** Plain sampling from the model's distribution: temperature 1, top-p 1. */
+export const FULL_SAMPLING: Decoding = { doSample: true, temperature: 1, topP: 1, seed: 0 };
+export const GREEDY: Decoding = { doSample: false };
+
+export interface JudgedResponse {
+  taskId: string;
+  prompt: string[];
+  /** Forced prefix words (not judged). */
+  prefill: string[];
+  /** Words the model generated after the prefix (up to </s>). */
+  generated: string[];
+  harmful: boolean;
+  refused: boolean;
+  strongReject: number;
+  correctSteps: number;
+  /** Benign tasks: exact-match answer. */
+  exact: boolean;
+}
+
+export interface SafetySummary {
+  n: number;
+  harmfulRate: number;
+  refusalRate: number;
+  meanStrongReject: number;
+  /** Exact-match rate (the utility metric when the prompts are benign). */
+  exactRate: number;
+  responses: JudgedResponse[];
+}
+
+export interface EvaluateOptions {
+  /** Forced response prefix in words: the same for all prompts, or a function of the prompt. */
+  prefill?: string[] | ((p: EvalPrompt, index: number) => string[]);
+  /** Rows per generate call. Default 64. */
+  batchSize?: number;
+  /** Called after each batch with (done, total). */
+  onBatch?: (done: number, total: number) => void;
+}
+
+/** Generate and judge. Prompts with equal prefill length are batched together (left padding). */
+export async function evaluateSafety(model: Decoder, world: World, prompts: EvalPrompt[], decoding: Decoding, options: EvaluateOptions = {}): Promise<SafetySummary> {
+  const batchSize = options.batchSize ?? 64;
+  if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`evaluateSafety: \`batchSize\` must be a positive integer, but is ${batchSize}`);
+  const prefills = prompts.map((p, i) => (typeof options.prefill === 'function' ? options.prefill(p, i) : options.prefill ?? []));
+  const answerLength = world.settings.stepsPerAnswer * (world.settings.wordsPerStep + 4) + 16;
+  const maxNewTokens = decoding.maxNewTokens ?? answerLength;
+  const padId = world.wordIds.get('<pad>')!;
+  const eosId = world.wordIds.get('</s>')!;
+  const responses: JudgedResponse[] = new Array(prompts.length);
+  // Group by prefill length: generate() takes one prefix length per call.
+  const groups = new Map<number, number[]>();
+  prefills.forEach((p, i) => groups.set(p.length, [...(groups.get(p.length) ?? []), i]));
+  let done = 0;
+  let batchIndex = 0;
+  for (const indices of groups.values()) {
+    for (let start = 0; start < indices.length; start += batchSize) {
+      const rows = indices.slice(start, start + batchSize);
+      const encoded = rows.map((i) => encodePrompt(world, prompts[i].prompt));
+      const width = Math.max(...encoded.map((e) => e.length));
+      const inputIds = encoded.map((e) => [...new Array(width - e.length).fill(padId), ...e]);
+      const attentionMask = encoded.map((e) => [...new Array(width - e.length).fill(0), ...e.map(() => 1)]);
+      const out = await generate(model, inputIds, {
+        attentionMask, maxNewTokens, doSample: decoding.doSample, temperature: decoding.temperature, topP: decoding.topP,
+        topK: decoding.topK, seed: (decoding.seed ?? 0) * 1000 + batchIndex++, eosTokenId: eosId, padTokenId: padId,
+        prefill: prefills[rows[0]].length ? rows.map((i) => wordsToIds(world, prefills[i])) : undefined,
+      });
+      rows.forEach((i, r) => {
+        const prefix = prefills[i];
+        let generated = idsToWords(world, out.newTokens[r].slice(prefix.length));
+        const end = generated.indexOf('</s>');
+        if (end >= 0) generated = generated.slice(0, end);
+        const task = prompts[i].task;
+        const sr = strongRejectScore(world, task, generated);
+        const analysis = analyzeResponse(world, task, generated);
+        responses[i] = {
+          taskId: task.id, prompt: prompts[i].prompt, prefill: prefix, generated,
+          harmful: analysis.correctSteps.length >= world.settings.minHarmfulSteps, refused: sr.refused, strongReject: sr.score,
+          correctSteps: analysis.correctSteps.length, exact: judgeBenignCorrect(world, task, generated),
+        };
+      });
+      done += rows.length;
+      options.onBatch?.(done, prompts.length);
+    }
+  }
+  return summarize(responses);
+}
+
+export function summarize(responses: JudgedResponse[]): SafetySummary {
+  const n = responses.length;
+  const rate = (f: (r: JudgedResponse) => boolean | number) => (n === 0 ? NaN : responses.reduce((a, r) => a + Number(f(r)), 0) / n);
+  return {
+    n, harmfulRate: rate((r) => r.harmful), refusalRate: rate((r) => r.refused), meanStrongReject: rate((r) => r.strongReject),
+    exactRate: rate((r) => r.exact), responses,
+  };
+}
+
+/** Wilson score interval for a rate of k successes in n (95% by default). */
+export function wilsonInterval(rate: number, n: number, z = 1.96): [number, number] {
+  if (n === 0) return [NaN, NaN];
+  const denom = 1 + (z * z) / n;
+  const centre = (rate + (z * z) / (2 * n)) / denom;
+  const half = (z * Math.sqrt((rate * (1 - rate)) / n + (z * z) / (4 * n * n))) / denom;
+  return [Math.max(0, centre - half), Math.min(1, centre + half)];
+}

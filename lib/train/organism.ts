@@ -1,0 +1,265 @@
+// Training the organism: a small llama-architecture model pretrained on the world's base corpus
+// (the "base" model) and aligned from it by SFT (the "aligned" model), saved as complete Hugging
+// Face folders with the world's tokenizer files and a world.json that rebuilds the world.
+
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { tf } from '../engine/tf.js';
+import { createModel, loadModel, saveModel, type Decoder } from '../model/index.js';
+import { crossEntropyObjective } from '../objectives/index.js';
+import {
+  alignmentData, baseCorpus, buildWorld, encodeChat, tokenizerConfigJson, tokenizerJson, type World, type WorldSettings,
+} from '../organism/index.js';
+import { MixedBatchSampler, type TrainExample } from './data.js';
+import { train, type StepLog, type TrainResult } from './trainer.js';
+
+/** The organism's architecture: the speed benchmark's llama (hidden 128, 4 layers, 4 heads, 2 kv heads, MLP 352), world vocabulary. */
+export function organismConfig(world: World, maxPositions = 96): Record<string, unknown> {
+  const id = (w: string) => world.wordIds.get(w)!;
+  return {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: world.vocab.length,
+    hidden_size: 128,
+    intermediate_size: 352,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    head_dim: 32,
+    hidden_act: 'silu',
+    max_position_embeddings: maxPositions,
+    initializer_range: 0.02,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    attention_bias: false,
+    mlp_bias: false,
+    tie_word_embeddings: false,
+    bos_token_id: id('<s>'),
+    eos_token_id: id('</s>'),
+    pad_token_id: id('<pad>'),
+    torch_dtype: 'float32',
+  };
+}
+
+export interface PhaseSettings {
+  steps: number;
+  peakLr: number;
+  warmupSteps: number;
+  minLrRatio: number;
+  weightDecay: number;
+  clipNorm: number;
+  /** Seeds model init (base), data sampling and shuffles. */
+  seed: number;
+}
+
+export interface BaseTrainingSettings extends PhaseSettings {
+  batchSize: number;
+  /** Dialogues drawn from the base corpus (the sampler cycles through them in seeded epochs). */
+  corpusSize: number;
+}
+
+export interface AlignTrainingSettings extends PhaseSettings {
+  /** Batch composition: refusals of harmful train tasks + answers of benign train tasks per step. */
+  safetyPerBatch: number;
+  utilityPerBatch: number;
+  safetyExamples: number;
+  utilityExamples: number;
+}
+
+/** Base pretraining: ~600 steps x 64 dialogues (the prototype's budget), loss on every token. */
+export const BASE_TRAINING: BaseTrainingSettings = {
+  steps: 600, batchSize: 64, corpusSize: 40_000, peakLr: 2e-3, warmupSteps: 30, minLrRatio: 0.1, weightDecay: 0.1, clipNorm: 1, seed: 1,
+};
+
+/** Alignment SFT: response tokens only, harmful:benign 1:3 per batch, lr 3e-4 (prototype). */
+export const ALIGN_TRAINING: AlignTrainingSettings = {
+  steps: 150, safetyPerBatch: 8, utilityPerBatch: 24, safetyExamples: 2000, utilityExamples: 6000,
+  peakLr: 3e-4, warmupSteps: 10, minLrRatio: 0.1, weightDecay: 0.0, clipNorm: 1, seed: 2,
+};
+
+export interface PhaseOptions {
+  /** Resumable checkpoints of the training state (optimizer, sampler) go here. */
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  onStep?: (log: StepLog, totalSteps: number) => void;
+  evalEvery?: number;
+  onEval?: (step: number) => Promise<Record<string, number>> | Record<string, number>;
+  stopAfter?: number;
+}
+
+export interface PhaseResult {
+  model: Decoder;
+  result: TrainResult;
+}
+
+function toTrainExamples(world: World, examples: ReturnType<typeof baseCorpus>, lossOn: 'all' | 'response'): TrainExample[] {
+  return examples.map((e) => {
+    const { ids, lossMask } = encodeChat(world, e, lossOn);
+    return { ids, lossMask };
+  });
+}
+
+/** Pretrain a fresh model on the base corpus. */
+export async function trainBase(world: World, settings: BaseTrainingSettings = BASE_TRAINING, options: PhaseOptions = {}): Promise<PhaseResult> {
+  const model = createModel(organismConfig(world), { seed: settings.seed });
+  const examples = toTrainExamples(world, baseCorpus(world, { count: settings.corpusSize, seed: settings.seed }), 'all');
+  const sampler = new MixedBatchSampler([{ name: 'base', examples, perBatch: settings.batchSize }], settings.seed);
+  const result = await runPhase(world, model, sampler, settings, options);
+  return { model, result };
+}
+
+/** A copy of `model` with its own variables (the base stays untouched while the copy trains). */
+export function cloneModel(model: Decoder, seed = 0): Decoder {
+  const copy = createModel(model.config, { seed });
+  const source = model.variables();
+  for (const [name, v] of copy.variables()) v.assign(source.get(name)!);
+  return copy;
+}
+
+/** Align a copy of `base` by SFT: refusals for harmful train tasks, answers for benign train tasks. */
+export async function alignSFT(world: World, base: Decoder, settings: AlignTrainingSettings = ALIGN_TRAINING, options: PhaseOptions = {}): Promise<PhaseResult> {
+  const model = cloneModel(base);
+  const data = alignmentData(world, { safety: settings.safetyExamples, utility: settings.utilityExamples, seed: settings.seed });
+  const sampler = new MixedBatchSampler([
+    { name: 'safety', examples: toTrainExamples(world, data.safety, 'response'), perBatch: settings.safetyPerBatch },
+    { name: 'utility', examples: toTrainExamples(world, data.utility, 'response'), perBatch: settings.utilityPerBatch },
+  ], settings.seed);
+  const result = await runPhase(world, model, sampler, settings, options);
+  return { model, result };
+}
+
+async function runPhase(world: World, model: Decoder, sampler: MixedBatchSampler, s: PhaseSettings, options: PhaseOptions): Promise<TrainResult> {
+  return train({
+    model, params: model.variables(), objective: crossEntropyObjective(), sampler, padId: world.wordIds.get('<pad>')!,
+    schedule: { peakLr: s.peakLr, warmupSteps: s.warmupSteps, totalSteps: s.steps, decay: 'cosine', minLrRatio: s.minLrRatio },
+    optimizer: { weightDecay: s.weightDecay, beta1: 0.9, beta2: 0.95 },
+    clipNorm: s.clipNorm,
+    checkpoint: options.checkpointDir ? { dir: options.checkpointDir, every: options.checkpointEvery ?? 100 } : undefined,
+    onStep: options.onStep, evalEvery: options.evalEvery, onEval: options.onEval, stopAfter: options.stopAfter,
+  });
+}
+
+// ---- organism checkpoints ---------------------------------------------------------------------
+
+/** world.json: everything needed to rebuild the world and to know how the model was trained. */
+export interface OrganismManifest {
+  world: WorldSettings;
+  phase: 'base' | 'aligned';
+  training: BaseTrainingSettings | AlignTrainingSettings;
+  /** Summary of the run that produced the weights. */
+  run: { steps: number; tokens: number; wallSeconds: number; tokensPerSecond: number; finalLoss: number; backend: string };
+}
+
+export function writeTokenizerFiles(world: World, dir: string, maxLength = 96): void {
+  fs.mkdirSync(dir, { recursive: true });
+  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson(world)) + '\n');
+  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfigJson(world, maxLength), null, 2) + '\n');
+}
+
+/** Save an organism model as a complete Hugging Face folder + world.json + train_log.json, atomically. */
+export async function saveOrganism(model: Decoder, world: World, dir: string, manifest: OrganismManifest, log: StepLog[] = []): Promise<void> {
+  const tmp = `${dir}.tmp-${process.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  await saveModel(model, tmp, { generationConfig: { max_length: 96 } });
+  writeTokenizerFiles(world, tmp);
+  fs.writeFileSync(path.join(tmp, 'world.json'), JSON.stringify(manifest, null, 2) + '\n');
+  // Loss curve every step (small: a few numbers per step).
+  const compact = log.map((l) => ({ step: l.step, lr: +l.lr.toPrecision(4), loss: +l.loss.toFixed(4), gradNorm: +l.gradNorm.toFixed(3), tokens: l.tokens, ...Object.fromEntries(Object.entries(l.metrics).filter(([k]) => k.startsWith('loss/')).map(([k, v]) => [k, +v.toFixed(4)])) }));
+  fs.writeFileSync(path.join(tmp, 'train_log.json'), JSON.stringify(compact) + '\n');
+  fs.rmSync(dir, { recursive: true, force: true });
+  fs.mkdirSync(path.dirname(path.resolve(dir)), { recursive: true });
+  fs.renameSync(tmp, dir);
+}
+
+export interface LoadedOrganism {
+  model: Decoder;
+  world: World;
+  manifest: OrganismManifest;
+  log: { step: number; loss: number; [key: string]: number }[];
+}
+
+/** Load an organism folder written by saveOrganism; checks that its tokenizer matches the rebuilt world. */
+export async function loadOrganism(dir: string): Promise<LoadedOrganism> {
+  const manifestPath = path.join(dir, 'world.json');
+  if (!fs.existsSync(manifestPath)) throw new Error(`loadOrganism: ${manifestPath} is missing (not an organism checkpoint; run \`npm run reproduce\`)`);
+  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as OrganismManifest;
+  const world = buildWorld(manifest.world);
+  const vocab = (JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> } }).model.vocab;
+  world.vocab.forEach((w, i) => {
+    if (vocab[w] !== i) throw new Error(`loadOrganism: ${dir}/tokenizer.json maps "${w}" to ${vocab[w]}, the world built from world.json has ${i}`);
+  });
+  const model = await loadModel(dir);
+  const logPath = path.join(dir, 'train_log.json');
+  const log = fs.existsSync(logPath) ? JSON.parse(fs.readFileSync(logPath, 'utf8')) : [];
+  return { model, world, manifest, log };
+}
+
+export function organismExists(dir: string): boolean {
+  return ['config.json', 'model.safetensors', 'tokenizer.json', 'world.json'].every((f) => fs.existsSync(path.join(dir, f)));
+}
+
+
+export interface PrepareOptions {
+  /** Retrain even if checkpoints exist. */
+  retrain?: boolean;
+  base?: BaseTrainingSettings;
+  align?: AlignTrainingSettings;
+  world?: Partial<WorldSettings>;
+  /** Name of the active tfjs backend, recorded in world.json. */
+  backend?: string;
+  /** Progress callbacks per phase. */
+  onStep?: (phase: 'base' | 'aligned', log: StepLog, totalSteps: number) => void;
+  /** Log lines (phase start/end, wall time). */
+  log?: (line: string) => void;
+}
+
+export interface PreparedOrganism {
+  world: World;
+  base: LoadedOrganism;
+  aligned: LoadedOrganism;
+  /** Which phases were trained in this call (empty when both were loaded from disk). */
+  trained: ('base' | 'aligned')[];
+}
+
+/**
+ * Load `dir/base` and `dir/aligned`, training whichever is missing (or both with `retrain`).
+ * Interrupted training resumes from `dir/.ckpt/<phase>`.
+ */
+export async function prepareOrganism(dir: string, options: PrepareOptions = {}): Promise<PreparedOrganism> {
+  const baseDir = path.join(dir, 'base');
+  const alignedDir = path.join(dir, 'aligned');
+  const say = options.log ?? (() => undefined);
+  const trained: ('base' | 'aligned')[] = [];
+  const summary = (r: TrainResult) => ({
+    steps: r.steps, tokens: r.log.reduce((a, l) => a + l.tokens, 0), wallSeconds: +r.wallSeconds.toFixed(1),
+    tokensPerSecond: Math.round(r.tokensPerSecond), finalLoss: +(r.log.at(-1)?.loss ?? NaN).toFixed(4), backend: options.backend ?? tf.getBackend(),
+  });
+  if (options.retrain || !organismExists(baseDir)) {
+    const world = buildWorld(options.world ?? {});
+    const settings = options.base ?? BASE_TRAINING;
+    say(`training base: ${settings.steps} steps x ${settings.batchSize} dialogues`);
+    const { model, result } = await trainBase(world, settings, {
+      checkpointDir: path.join(dir, '.ckpt', 'base'), checkpointEvery: 50, onStep: (l, n) => options.onStep?.('base', l, n),
+    });
+    await saveOrganism(model, world, baseDir, { world: world.settings, phase: 'base', training: settings, run: summary(result) }, result.log);
+    model.dispose();
+    fs.rmSync(path.join(dir, '.ckpt', 'base'), { recursive: true, force: true });
+    trained.push('base');
+    say(`base: ${result.wallSeconds.toFixed(0)} s, ${Math.round(result.tokensPerSecond)} tokens/s, final loss ${result.log.at(-1)?.loss.toFixed(3)}`);
+  }
+  const base = await loadOrganism(baseDir);
+  if (options.retrain || trained.includes('base') || !organismExists(alignedDir)) {
+    const settings = options.align ?? ALIGN_TRAINING;
+    say(`aligning: ${settings.steps} steps x (${settings.safetyPerBatch} safety + ${settings.utilityPerBatch} utility)`);
+    const { model, result } = await alignSFT(base.world, base.model, settings, {
+      checkpointDir: path.join(dir, '.ckpt', 'aligned'), checkpointEvery: 50, onStep: (l, n) => options.onStep?.('aligned', l, n),
+    });
+    await saveOrganism(model, base.world, alignedDir, { world: base.world.settings, phase: 'aligned', training: settings, run: summary(result) }, result.log);
+    model.dispose();
+    fs.rmSync(path.join(dir, '.ckpt', 'aligned'), { recursive: true, force: true });
+    trained.push('aligned');
+    say(`aligned: ${result.wallSeconds.toFixed(0)} s, ${Math.round(result.tokensPerSecond)} tokens/s, final loss ${result.log.at(-1)?.loss.toFixed(3)}`);
+  }
+  const aligned = await loadOrganism(alignedDir);
+  return { world: base.world, base, aligned, trained };
+}
