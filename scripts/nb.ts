@@ -12,13 +12,9 @@
 // --no-write execute only.
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { readNotebook, writeNotebook } from './notebook/ipynb.js';
+import { FAST_OUTPUT_DIR, REPO_ROOT } from './notebook/repo.js';
 import { prepareForSave, runNotebook } from './notebook/runner.js';
-
-export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
-/** Where --fast runs put their notebooks and figures (git-ignored `tmp/`). */
-export const FAST_OUTPUT_DIR = 'tmp/fast';
 
 function usage(message: string): never {
   process.stderr.write(`nb: ${message}\nusage: npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write]\n`);

@@ -1,0 +1,97 @@
+// Runs throwaway notebooks through the real CLI (scripts/nb.ts in a child process, as
+// `npm run nb` does) and checks exit codes, error messages and the written .ipynb.
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const repoRoot = resolve(__dirname, '..', '..');
+// tsx's loader by absolute URL: the child starts outside the repo, where `--import tsx` would not resolve.
+const tsxLoader = pathToFileURL(join(repoRoot, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+
+function notebook(sources: string[]) {
+  return {
+    cells: [
+      { cell_type: 'markdown', metadata: {}, source: '# throwaway' },
+      ...sources.map((source) => ({ cell_type: 'code', metadata: {}, source, outputs: [], execution_count: null })),
+    ],
+    metadata: {},
+    nbformat: 4,
+    nbformat_minor: 4,
+  };
+}
+
+function runCli(sources: string[], extraArgs: string[] = [], env: Record<string, string> = {}) {
+  const dir = mkdtempSync(join(tmpdir(), 'deepalign-nb-'));
+  const path = join(dir, 'throwaway.ipynb');
+  const original = JSON.stringify(notebook(sources));
+  writeFileSync(path, original);
+  const run = spawnSync(process.execPath, ['--import', tsxLoader, join(repoRoot, 'scripts', 'nb.ts'), path, ...extraArgs], {
+    cwd: dir, // the runner must move to the repo root itself
+    encoding: 'utf8',
+    env: { ...process.env, DEEPALIGN_FIGURES_DIR: join(dir, 'figures'), DEEPALIGN_CHROMIUM: 'none', ...env },
+    timeout: 60_000,
+  });
+  return { ...run, path, dir, original, written: () => JSON.parse(readFileSync(path, 'utf8')) };
+}
+
+describe('npm run nb', () => {
+  it('executes cells at the repo root and writes outputs, counts and display data back', () => {
+    const run = runCli([
+      "const answer: number = 6 * 7;\nconsole.log('answer', answer);\nconsole.error('to stderr');",
+      "import * as tslab from 'tslab';\ntslab.display.html('<b>bold</b>');",
+      '',
+      "import { progress } from './lib/report/index.js';\nconst bar = progress(3, { label: 'loop' });\nfor (let i = 0; i < 3; i++) bar.tick(1, { loss: 0.5 });\nbar.done();",
+      "await new Promise((r) => setTimeout(r, 10));\nconsole.log(process.cwd() === " + JSON.stringify(repoRoot) + ', process.env.DEEPALIGN_FAST ?? "unset")',
+    ]);
+    expect(run.stderr).toContain('ok in');
+    expect(run.status).toBe(0);
+    const nb = run.written();
+    expect(nb.nbformat_minor).toBe(5);
+    expect(nb.metadata.kernelspec.name).toBe('deepalign');
+    const code = nb.cells.filter((c: { cell_type: string }) => c.cell_type === 'code');
+    expect(code.map((c: { execution_count: number | null }) => c.execution_count)).toEqual([1, 2, null, 3, 4]);
+    expect(code[0].outputs).toEqual([
+      { name: 'stdout', output_type: 'stream', text: ['answer 42\n'] },
+      { name: 'stderr', output_type: 'stream', text: ['to stderr\n'] },
+    ]);
+    expect(code[1].outputs).toEqual([{ data: { 'text/html': ['<b>bold</b>'] }, metadata: {}, output_type: 'display_data' }]);
+    // The progress bar is one display updated in place: only its final state is kept.
+    expect(code[3].outputs).toHaveLength(1);
+    expect(code[3].outputs[0].data['text/plain'][0]).toMatch(/^loop 100%\|█+\| 3\/3 \[.*\] loss=0\.5$/);
+    expect(code[4].outputs[0].text).toEqual(['true unset\n']);
+    expect(nb.cells.every((c: { id?: string }) => typeof c.id === 'string')).toBe(true);
+  });
+
+  it('fails on a type error naming the notebook, the cell and the diagnostic, leaving the file untouched', () => {
+    const run = runCli(["console.log('fine')", "const n: number = 'not a number';", "console.log('never runs')"]);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`${run.path} failed at cell 3 (execution 2, "const n: number = 'not a number';")`);
+    expect(run.stderr).toContain("Type 'string' is not assignable to type 'number'.");
+    expect(readFileSync(run.path, 'utf8')).toBe(run.original);
+  });
+
+  it('fails on a runtime error with its stack trace, and on an error a cell left unawaited', () => {
+    const thrown = runCli(["function explode(): never { throw new RangeError('value 7 out of range'); }\nexplode();"], ['--no-write']);
+    expect(thrown.status).toBe(1);
+    expect(thrown.stderr).toContain('failed at cell 2 (execution 1');
+    expect(thrown.stderr).toContain('RangeError: value 7 out of range');
+    expect(thrown.stderr).toMatch(/at explode/);
+
+    const dropped = runCli(["Promise.reject(new Error('nobody awaited me'));\nconsole.log('after');", "console.log('next')"], ['--no-write']);
+    expect(dropped.status).toBe(1);
+    expect(dropped.stderr).toContain('failed at cell 2 (execution 1');
+    expect(dropped.stderr).toContain('Unhandled error: Error: nobody awaited me');
+  });
+
+  it('--fast sets DEEPALIGN_FAST=1 and --out writes elsewhere', () => {
+    const out = join(tmpdir(), `deepalign-nb-out-${process.pid}.ipynb`);
+    const run = runCli(['console.log(process.env.DEEPALIGN_FAST, process.env.DEEPALIGN_NOTEBOOK?.endsWith("throwaway.ipynb"))'], ['--fast', '--out', out]);
+    expect(run.status).toBe(0);
+    expect(readFileSync(run.path, 'utf8')).toBe(run.original);
+    const nb = JSON.parse(readFileSync(out, 'utf8'));
+    expect(nb.cells[1].outputs[0].text).toEqual(['1 true\n']);
+  });
+});
