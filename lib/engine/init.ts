@@ -1,15 +1,22 @@
 // initEngine: pick, configure and report the tfjs backend. Order, unless the caller forces one
 // (option `backend`, else env DEEPALIGN_BACKEND): webgpu (hardware adapter through the `webgpu`
-// package) > tensorflow (real tfjs-node, if installed) > wasm (with kernel fixes) > cpu (with the
+// package) > tensorflow (real tfjs-node, if installed) > native (the wasm backend with the native
+// addon's SIMD GEMM, when the addon is built) > wasm (with kernel fixes) > cpu (with the
 // UnsortedSegmentSum fix). Idempotent: later calls return the first report unless they force a
 // different backend.
 import { tf } from './tf.js';
 import { overrideKernel } from './kernels/stock.js';
 import { unsortedSegmentSumCpuConfig, unsortedSegmentSumWasmConfig } from './kernels/unsortedSegmentSum.js';
 import { batchMatMulWasmConfig } from './kernels/wasmBatchMatMul.js';
+import { nativeMatMulCpuConfig, nativeMatMulWasmConfig } from './kernels/nativeMatMul.js';
+import { loadNative } from './native.js';
 import { probeTfjsNode, probeWebGpu } from './probe.js';
 
-export const BACKENDS = ['webgpu', 'tensorflow', 'wasm', 'cpu'] as const;
+/**
+ * Backends in preference order. `native` is not a separate tfjs backend: it is tfjs's wasm backend
+ * (tf.getBackend() === 'wasm') with the hot kernels replaced by the native addon's.
+ */
+export const BACKENDS = ['webgpu', 'tensorflow', 'native', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 
 export interface EngineOptions {
@@ -31,15 +38,17 @@ export interface BackendAttempt {
 }
 
 export interface EngineReport {
-  /** The active tfjs backend. */
+  /** The chosen backend (see BACKENDS). */
   backend: BackendName;
+  /** tf.getBackend() after initialisation ('wasm' for native). */
+  tfBackend: string;
   /** Why this backend: forced by option/env, or the first available in the preference order. */
   reason: string;
   /** Every backend considered, in order, with why it was taken or skipped. */
   tried: BackendAttempt[];
   /** Runtime kernel replacements registered by lib/engine, one line each. */
   fixes: string[];
-  /** Threads the backend computes with (1 for single-threaded wasm and cpu). */
+  /** Threads the hot kernels compute with (native GEMM: `threads` option, default 1). */
   threads: number;
   /** wasm only: whether the SIMD binary runs. null for other backends. */
   simd: boolean | null;
@@ -131,6 +140,25 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     return { threads: 0, simd: null, fixes: [], why: probe.why };
   },
 
+  async native(options) {
+    const native = loadNative();
+    if (native.addon === null) throw new Error(native.why);
+    const started = await starters.wasm({ ...options, threads: 1 });
+    const threads = Math.max(1, Math.floor(options.threads ?? 1));
+    native.addon.setThreads(threads);
+    overrideKernel(nativeMatMulWasmConfig(native.addon));
+    const info = native.addon.info();
+    return {
+      ...started,
+      threads,
+      fixes: [
+        `BatchMatMul (wasm): native ${info.simd} GEMM on the wasm heap in place, ${threads} thread(s) of ${info.cores} cores`,
+        ...started.fixes.filter((f) => !f.startsWith('BatchMatMul')),
+      ],
+      why: `wasm backend + native addon (${info.simd}, ${threads} thread(s))`,
+    };
+  },
+
   async wasm(options) {
     await import('@tensorflow/tfjs-backend-wasm');
     const threads = Math.max(1, Math.floor(options.threads ?? 1));
@@ -149,7 +177,20 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
 
   async cpu() {
     await setBackendWithin('cpu', 30_000);
-    return { threads: 1, simd: null, fixes: [], why: 'plain JavaScript kernels (slowest)' };
+    // Our report replaces tfjs's "install tfjs-node" banner, printed on the backend's first write.
+    (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
+    const native = loadNative();
+    if (native.addon === null) {
+      return { threads: 1, simd: null, fixes: [], why: `plain JavaScript kernels (slowest; ${native.why})` };
+    }
+    native.addon.setThreads(1);
+    overrideKernel(nativeMatMulCpuConfig(native.addon));
+    return {
+      threads: 1,
+      simd: null,
+      fixes: [`BatchMatMul (cpu): native ${native.addon.info().simd} GEMM`],
+      why: 'JavaScript kernels with the native GEMM',
+    };
   },
 };
 
@@ -188,6 +229,7 @@ async function selectBackend(
         : `${skipped.length ? `first available after ${skipped.join(', ')}` : 'first choice'}: ${started.why}`;
       const report: EngineReport = {
         backend,
+        tfBackend: tf.getBackend(),
         reason,
         tried,
         fixes: [...started.fixes, cpuFix],

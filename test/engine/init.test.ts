@@ -9,9 +9,10 @@ describe('initEngine', () => {
 
   it('picks a backend without a GPU, reporting every attempt and the kernel fixes', async () => {
     const report = await initEngine({ webgpuProbeTimeoutMs: 15_000 });
-    expect(tf.getBackend()).toBe(report.backend);
+    expect(tf.getBackend()).toBe(report.tfBackend);
+    expect(report.tfBackend).toBe(report.backend === 'native' ? 'wasm' : report.backend);
     expect(report.tried.map((t) => t.backend)).toEqual(
-      ['webgpu', 'tensorflow', 'wasm', 'cpu'].slice(0, report.tried.length),
+      ['webgpu', 'tensorflow', 'native', 'wasm', 'cpu'].slice(0, report.tried.length),
     );
     // webgpu is always attempted first; whatever the machine, the attempt ends with a reason.
     expect(report.tried[0].backend).toBe('webgpu');

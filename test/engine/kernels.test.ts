@@ -2,6 +2,9 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine, restoreStockKernel, overrideKernel, tf } from '../../lib/engine/index.js';
 import { unsortedSegmentSumCpuConfig } from '../../lib/engine/kernels/unsortedSegmentSum.js';
+import { batchMatMulWasmConfig } from '../../lib/engine/kernels/wasmBatchMatMul.js';
+import { nativeMatMulCpuConfig, nativeMatMulWasmConfig } from '../../lib/engine/kernels/nativeMatMul.js';
+import { loadNative } from '../../lib/engine/native.js';
 import { onBackend, randomArray, randomInt, relativeError, rng } from './helpers.js';
 
 const TOL = 1e-5;
@@ -90,7 +93,25 @@ describe('UnsortedSegmentSum', () => {
   });
 });
 
-describe('BatchMatMul (wasm, XNNPACK path)', () => {
+const native = loadNative().addon;
+// Each BatchMatMul replacement, installed in turn; the reference is always the stock cpu kernel.
+const matMulImpls = [
+  { name: 'wasm, XNNPACK path', backend: 'wasm', install: () => overrideKernel(batchMatMulWasmConfig), available: true },
+  { name: 'wasm, native GEMM', backend: 'wasm', install: () => overrideKernel(nativeMatMulWasmConfig(native!)), available: native !== null },
+  { name: 'cpu, native GEMM', backend: 'cpu', install: () => overrideKernel(nativeMatMulCpuConfig(native!)), available: native !== null },
+];
+
+describe.each(matMulImpls)('BatchMatMul ($name)', (impl) => {
+  const onImpl = async <T>(f: () => T) => {
+    impl.install();
+    try {
+      return await f();
+    } finally {
+      restoreStockKernel(tf.BatchMatMul, 'cpu');
+      overrideKernel(batchMatMulWasmConfig);
+    }
+  };
+
   const rand = rng(7);
   type Case = { aShape: number[]; bShape: number[]; ta: boolean; tb: boolean };
   const cases: Case[] = [];
@@ -151,7 +172,7 @@ describe('BatchMatMul (wasm, XNNPACK path)', () => {
     return out;
   }
 
-  it.each(cases.map((c) => [label(c), c] as const))('%s: values match the definition, gradients match cpu', async (_, c) => {
+  it.skipIf(!impl.available).each(cases.map((c) => [label(c), c] as const))('%s: values match the definition, gradients match cpu', async (_, c) => {
     const a = randomArray(rand, c.aShape.reduce((x, y) => x * y, 1));
     const b = randomArray(rand, c.bShape.reduce((x, y) => x * y, 1));
     const f = () => {
@@ -165,7 +186,7 @@ describe('BatchMatMul (wasm, XNNPACK path)', () => {
     };
     const want = await onBackend('cpu', f);
     const before = tf.memory().numTensors;
-    const got = await onBackend('wasm', f);
+    const got = await onImpl(() => onBackend(impl.backend, f));
     expect(tf.memory().numTensors).toBe(before);
     expect(got.length).toBe(broadcasts(c) ? 1 : 3);
     expect(relativeError(got[0], reference(c, a, b))).toBeLessThan(TOL);
@@ -174,8 +195,8 @@ describe('BatchMatMul (wasm, XNNPACK path)', () => {
     for (let i = 1; i < got.length; i++) expect(relativeError(got[i], want[i])).toBeLessThan(TOL);
   });
 
-  it('leaves no wasm heap allocations behind', async () => {
-    await tf.setBackend('wasm');
+  it.skipIf(!impl.available)('leaves no backend allocations behind', async () => onImpl(async () => {
+    await tf.setBackend(impl.backend);
     const backend = tf.backend() as unknown as { numDataIds(): number };
     const x = tf.randomNormal([3, 5, 7]), y = tf.randomNormal([3, 9, 7]);
     tf.matMul(x, y, false, true).dispose();
@@ -183,10 +204,10 @@ describe('BatchMatMul (wasm, XNNPACK path)', () => {
     for (let i = 0; i < 3; i++) tf.matMul(x, y, false, true).dispose();
     expect(backend.numDataIds()).toBe(ids);
     tf.dispose([x, y]);
-  });
+  }));
 
-  it('names the shapes when inner dimensions disagree', async () => {
-    await tf.setBackend('wasm');
+  it.skipIf(!impl.available)('names the shapes when inner dimensions disagree', async () => onImpl(async () => {
+    await tf.setBackend(impl.backend);
     expect(() => tf.matMul(tf.zeros([2, 3]), tf.zeros([4, 5]))).toThrow(/inner/);
-  });
+  }));
 });

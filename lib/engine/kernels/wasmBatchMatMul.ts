@@ -7,6 +7,7 @@
 // rows (one [batch*m, k] x [k, n] product), and other batches run as one fast-path call per batch
 // on zero-copy views: extra tensor ids registered at offsets inside the operands' heap memory.
 import { tf } from '../tf.js';
+import { broadcastBatchIndex, matMulGeometry } from './matMulGeometry.js';
 
 type TensorInfo = tf.TensorInfo;
 
@@ -59,57 +60,12 @@ function transposeLastTwo(x: TensorInfo, backend: WasmBackend): TensorInfo {
   }) as TensorInfo;
 }
 
-/** Flat index of each output batch into a's and b's batches, following numpy broadcasting. */
-function broadcastBatchIndex(outer: number[], aOuter: number[], bOuter: number[]) {
-  const total = tf.util.sizeFromShape(outer);
-  const aIndex = new Int32Array(total);
-  const bIndex = new Int32Array(total);
-  const rank = outer.length;
-  const pad = (s: number[]) => [...Array(rank - s.length).fill(1), ...s];
-  const aPadded = pad(aOuter);
-  const bPadded = pad(bOuter);
-  for (let o = 0; o < total; o++) {
-    let rest = o;
-    let ai = 0, bi = 0, aStride = 1, bStride = 1;
-    for (let d = rank - 1; d >= 0; d--) {
-      const coord = rest % outer[d];
-      rest = Math.floor(rest / outer[d]);
-      if (aPadded[d] !== 1) ai += coord * aStride;
-      if (bPadded[d] !== 1) bi += coord * bStride;
-      aStride *= aPadded[d];
-      bStride *= bPadded[d];
-    }
-    aIndex[o] = ai;
-    bIndex[o] = bi;
-  }
-  return { aIndex, bIndex };
-}
-
 const kernelFunc: tf.KernelFunc = ({ inputs, backend: kernelBackend, attrs }) => {
   const { a, b } = inputs as { a: TensorInfo; b: TensorInfo };
   const { transposeA, transposeB } = attrs as unknown as { transposeA: boolean; transposeB: boolean };
   const backend = kernelBackend as unknown as WasmBackend;
-  if (a.dtype !== 'float32' || b.dtype !== 'float32') {
-    throw new Error(`BatchMatMul (wasm): \`a\` and \`b\` must be float32, but are ${a.dtype} and ${b.dtype}`);
-  }
-  const aRank = a.shape.length;
-  const bRank = b.shape.length;
-  const m = transposeA ? a.shape[aRank - 1] : a.shape[aRank - 2];
-  const kA = transposeA ? a.shape[aRank - 2] : a.shape[aRank - 1];
-  const kB = transposeB ? b.shape[bRank - 1] : b.shape[bRank - 2];
-  const n = transposeB ? b.shape[bRank - 2] : b.shape[bRank - 1];
-  tf.util.assert(
-    kA === kB,
-    () => `BatchMatMul (wasm): inner dimensions ${kA} and ${kB} of \`a\` [${a.shape}] and ` +
-      `\`b\` [${b.shape}] (transposeA=${transposeA}, transposeB=${transposeB}) must match`,
-  );
-  const k = kA;
-  const aOuter = a.shape.slice(0, -2);
-  const bOuter = b.shape.slice(0, -2);
-  const outer = tf.backend_util.assertAndGetBroadcastShape(aOuter, bOuter);
-  const outShape = [...outer, m, n];
+  const { m, n, k, outShape, aOuter, bOuter, outer, batchOut } = matMulGeometry(a, b, transposeA, transposeB, 'BatchMatMul (wasm)');
   const out = backend.makeOutput(outShape, 'float32');
-  const batchOut = tf.util.sizeFromShape(outer);
   if (m * n * batchOut === 0) return out;
   if (k === 0) {
     // Nothing to sum over: the product is all zeros.

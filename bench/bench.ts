@@ -1,0 +1,127 @@
+// npm run bench: training and greedy-generation throughput of the kit against the PyTorch CPU peer
+// (torch_reference.py), measured in one run on the same machine; writes bench/results.json.
+//
+//   npx tsx bench/bench.ts [--steps 20] [--warmup 5] [--peer PATH | --no-peer] [--backend wasm]
+// The peer is looked up at ../shared/bench/torch_reference.py (or --peer / env TORCH_REFERENCE);
+// without it, or without python3-torch, the peer's figures are null.
+import { spawnSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { formatEngineReport, initEngine, tf, type BackendName } from '../lib/engine/index.js';
+import { AdamW, MiniLlama, STANDARD_BENCH_MODEL, greedyGenerate, trainStep } from './miniLlama.js';
+
+const args = process.argv.slice(2);
+const flag = (name: string) => args.includes(`--${name}`);
+const option = (name: string, fallback: string) => {
+  const i = args.indexOf(`--${name}`);
+  return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
+};
+const STEPS = Number(option('steps', '20'));
+const WARMUP = Number(option('warmup', '5'));
+const BATCH = 16, SEQ = 64, PROMPT = 16, NEW_TOKENS = 48;
+const repoRoot = path.resolve(process.cwd());
+
+interface PeerResult {
+  train: number | null;
+  generate_b1: number | null;
+  generate_b16: number | null;
+  peak_rss_mb: number | null;
+  version: string | null;
+  why?: string;
+}
+
+function runPeer(): PeerResult {
+  const none = (why: string): PeerResult => ({ train: null, generate_b1: null, generate_b16: null, peak_rss_mb: null, version: null, why });
+  if (flag('no-peer')) return none('--no-peer');
+  const script = option('peer', process.env.TORCH_REFERENCE ?? path.resolve(repoRoot, '../shared/bench/torch_reference.py'));
+  if (!existsSync(script)) return none(`peer script not found at ${script}`);
+  const python = existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3';
+  const child = spawnSync(python, [script, '--batch', String(BATCH), '--seq', String(SEQ), '--steps', String(STEPS), '--threads', '2', '--new-tokens', String(NEW_TOKENS)], {
+    encoding: 'utf8', timeout: 600_000,
+  });
+  if (child.status !== 0) return none(`peer failed (${python}): ${(child.stderr || String(child.error)).trim().split('\n').pop()}`);
+  const lines = child.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, number | string>);
+  const train = lines.find((l) => l.what === 'train_step');
+  const gen = (b: number) => lines.find((l) => l.what === 'generate_kv' && l.batch === b);
+  return {
+    train: (train?.tokens_per_s as number) ?? null,
+    generate_b1: (gen(1)?.tokens_per_s as number) ?? null,
+    generate_b16: (gen(BATCH)?.tokens_per_s as number) ?? null,
+    peak_rss_mb: (train?.max_rss_mb as number) ?? null,
+    version: (train?.peer as string) ?? null,
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+
+async function runOurs() {
+  const model = new MiniLlama(STANDARD_BENCH_MODEL, 0);
+  const opt = new AdamW(model.params);
+  const data = tf.randomUniform([BATCH, SEQ + 1], 0, STANDARD_BENCH_MODEL.vocab, 'int32', 1);
+  const x = tf.slice(data, [0, 0], [BATCH, SEQ]);
+  const y = tf.slice(data, [0, 1], [BATCH, SEQ]);
+  const times: number[] = [];
+  let loss = NaN;
+  for (let s = 0; s < WARMUP + STEPS; s++) {
+    const t0 = performance.now();
+    loss = await trainStep(model, opt, x, y);
+    if (s >= WARMUP) times.push(performance.now() - t0);
+  }
+  const stepMs = median(times);
+  const generate: Record<number, number> = {};
+  for (const b of [1, BATCH]) {
+    const prompt = tf.randomUniform([b, PROMPT], 0, STANDARD_BENCH_MODEL.vocab, 'int32', 2);
+    await greedyGenerate(model, prompt, 4); // warm-up: kernel setup, first-call compilation
+    const t0 = performance.now();
+    await greedyGenerate(model, prompt, NEW_TOKENS);
+    generate[b] = (b * NEW_TOKENS) / ((performance.now() - t0) / 1000);
+    prompt.dispose();
+  }
+  tf.dispose([data, x, y]);
+  return {
+    train: (BATCH * SEQ) / (stepMs / 1000),
+    stepMs,
+    loss,
+    generate_b1: generate[1],
+    generate_b16: generate[BATCH],
+    peak_rss_mb: Math.round(process.resourceUsage().maxRSS / 1024),
+    params: model.params.reduce((n, p) => n + p.size, 0),
+  };
+}
+
+const ratio = (ours: number, peer: number | null) => (peer === null ? null : Math.round((ours / peer) * 1000) / 1000);
+
+const t0 = performance.now();
+const peer = runPeer();
+const report = await initEngine({ backend: (option('backend', '') || undefined) as BackendName | undefined });
+console.log(formatEngineReport(report));
+const ours = await runOurs();
+
+const results = {
+  machine: `${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()}-${os.arch()}, node ${process.versions.node}`,
+  date: new Date().toISOString(),
+  backend: report.backend,
+  model: { ...STANDARD_BENCH_MODEL, params: ours.params, batch: BATCH, seq: SEQ, prompt: PROMPT, new_tokens: NEW_TOKENS },
+  peer: peer.version,
+  train: { ours: Math.round(ours.train), peer: peer.train, ratio: ratio(ours.train, peer.train), step_ms: Math.round(ours.stepMs * 10) / 10 },
+  generate_b1: { ours: Math.round(ours.generate_b1), peer: peer.generate_b1, ratio: ratio(ours.generate_b1, peer.generate_b1) },
+  generate_b16: { ours: Math.round(ours.generate_b16), peer: peer.generate_b16, ratio: ratio(ours.generate_b16, peer.generate_b16) },
+  peak_rss_mb: { ours: ours.peak_rss_mb, peer: peer.peak_rss_mb },
+  wall_s: Math.round((performance.now() - t0) / 100) / 10,
+};
+
+const row = (name: string, o: number | null, p: number | null, unit = 'tok/s') =>
+  `${name.padEnd(22)} ${String(o ?? '-').padStart(9)} ${String(p ?? '-').padStart(9)} ${p && o ? (o / p).toFixed(3).padStart(7) : '      -'}  ${unit}`;
+console.log(`\n${'measure'.padEnd(22)} ${'ours'.padStart(9)} ${'peer'.padStart(9)} ${'ratio'.padStart(7)}`);
+console.log(row('train (median step)', results.train.ours, results.train.peer));
+console.log(row('generate batch 1', results.generate_b1.ours, results.generate_b1.peer));
+console.log(row(`generate batch ${BATCH}`, results.generate_b16.ours, results.generate_b16.peer));
+console.log(row('peak RSS', results.peak_rss_mb.ours, results.peak_rss_mb.peer, 'MB'));
+console.log(`peer: ${peer.version ?? `none (${peer.why})`}; ours: step ${results.train.step_ms} ms, loss ${ours.loss.toFixed(3)}; wall ${results.wall_s} s`);
+const out = path.join(repoRoot, 'bench', 'results.json');
+writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
+console.log(`wrote ${path.relative(repoRoot, out)}`);

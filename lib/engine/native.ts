@@ -1,0 +1,58 @@
+// The optional native addon (native/deepalign_native.cc, built by `npm install` through node-gyp).
+// When it is missing or fails to load, everything runs on wasm and the engine report says why.
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import { packageRequire } from './probe.js';
+
+export interface NativeAddon {
+  /** C[q] = op(A[q]) x op(B[q]) for each batch q; offsets are element offsets into a, b, c. */
+  sgemm(
+    a: Float32Array | ArrayBuffer, b: Float32Array | ArrayBuffer, c: Float32Array | ArrayBuffer,
+    aOffsets: Uint32Array, bOffsets: Uint32Array, cOffsets: Uint32Array,
+    m: number, n: number, k: number, transposeA: boolean, transposeB: boolean,
+  ): void;
+  setThreads(threads: number): void;
+  info(): { threads: number; cores: number; simd: string };
+}
+
+export interface NativeLoad {
+  addon: NativeAddon | null;
+  why: string;
+  path?: string;
+}
+
+const ADDON = path.join('build', 'Release', 'deepalign_native.node');
+
+/** Where to look: env DEEPALIGN_NATIVE, the repo root above lib/engine, then upwards from the cwd. */
+function candidates(): string[] {
+  const out: string[] = [];
+  if (process.env.DEEPALIGN_NATIVE) out.push(path.resolve(process.env.DEEPALIGN_NATIVE));
+  if (typeof __dirname === 'string') out.push(path.resolve(__dirname, '..', '..', ADDON));
+  let dir = process.cwd();
+  for (let i = 0; i < 6; i++) {
+    out.push(path.join(dir, ADDON));
+    const parent = path.dirname(dir);
+    if (parent === dir) break;
+    dir = parent;
+  }
+  return [...new Set(out)];
+}
+
+let cached: NativeLoad | null = null;
+
+export function loadNative(): NativeLoad {
+  if (cached !== null) return cached;
+  const found = candidates().find((p) => existsSync(p));
+  if (found === undefined) {
+    cached = { addon: null, why: `native addon not built (no ${ADDON}; run \`npm run build:native\`)` };
+    return cached;
+  }
+  try {
+    const addon = packageRequire()(found) as NativeAddon;
+    addon.info();
+    cached = { addon, why: `loaded ${found}`, path: found };
+  } catch (err) {
+    cached = { addon: null, why: `native addon at ${found} failed to load: ${(err as Error).message}`, path: found };
+  }
+  return cached;
+}

@@ -1,0 +1,315 @@
+// deepalign native kernels: an N-API addon with SIMD (AVX+FMA where the build machine has them) and
+// OpenMP threads. Kernels read and write caller-owned memory in place (the wasm backend's heap, or
+// cpu tensors' TypedArrays): no copies cross the JS boundary.
+//
+// sgemm: C[b] = op(A[b]) x op(B[b]) for a list of batch offsets, op = optional transpose.
+// Layout: packed B panels of NR=16 columns ([k][16], zero-padded), packed A panels of MR=6 rows
+// ([k][6]); a 6x16 micro-kernel keeps 12 ymm accumulators. Threads split (batch, row-block) tasks.
+#include <node_api.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX__) && defined(__FMA__)
+#include <immintrin.h>
+#define DA_SIMD "avx+fma"
+#elif defined(__AVX__)
+#include <immintrin.h>
+#define DA_SIMD "avx"
+#else
+#define DA_SIMD "scalar"
+#endif
+
+namespace {
+
+constexpr int MR = 6;
+constexpr int NR = 16;
+
+struct Operand {
+  const float* base;
+  bool trans;
+  // element (i, p) of op(A) for A [m,k] (or [k,m] when transposed); same shape logic for B.
+};
+
+// Packs rows [i0, i0+rows) of op(A) (m x k) into MR-row panels: panel[p*MR + r].
+void pack_a(const float* a, bool trans, int m, int k, int i0, int rows, float* out) {
+  for (int r0 = 0; r0 < rows; r0 += MR) {
+    const int rr = std::min(MR, rows - r0);
+    float* panel = out + (size_t)r0 * k;
+    for (int p = 0; p < k; p++) {
+      for (int r = 0; r < MR; r++) {
+        float v = 0.f;
+        if (r < rr) {
+          const int i = i0 + r0 + r;
+          v = trans ? a[(size_t)p * m + i] : a[(size_t)i * k + p];
+        }
+        panel[p * MR + r] = v;
+      }
+    }
+  }
+}
+
+// Packs op(B) (k x n) into NR-column panels: panel j0 holds [p][NR].
+void pack_b(const float* b, bool trans, int k, int n, float* out) {
+  for (int j0 = 0; j0 < n; j0 += NR) {
+    const int cols = std::min(NR, n - j0);
+    float* panel = out + (size_t)j0 * k;
+    if (!trans && cols == NR) {
+      for (int p = 0; p < k; p++) std::memcpy(panel + p * NR, b + (size_t)p * n + j0, NR * sizeof(float));
+      continue;
+    }
+    for (int p = 0; p < k; p++) {
+      for (int c = 0; c < NR; c++) {
+        float v = 0.f;
+        if (c < cols) v = trans ? b[(size_t)(j0 + c) * k + p] : b[(size_t)p * n + j0 + c];
+        panel[p * NR + c] = v;
+      }
+    }
+  }
+}
+
+// C tile (rows x cols, row stride ldc) = Apanel (k x MR) x Bpanel (k x NR).
+inline void micro_kernel(int k, const float* ap, const float* bp, float* c, int ldc, int rows, int cols) {
+#if defined(__AVX__)
+  __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+  __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+  __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+  __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+  __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+  __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+  for (int p = 0; p < k; p++) {
+    const __m256 b0 = _mm256_loadu_ps(bp + p * NR);
+    const __m256 b1 = _mm256_loadu_ps(bp + p * NR + 8);
+    const float* a = ap + p * MR;
+#if defined(__FMA__)
+#define DA_FMA(acc, x, y) acc = _mm256_fmadd_ps(x, y, acc)
+#else
+#define DA_FMA(acc, x, y) acc = _mm256_add_ps(acc, _mm256_mul_ps(x, y))
+#endif
+    __m256 av = _mm256_broadcast_ss(a + 0); DA_FMA(c00, av, b0); DA_FMA(c01, av, b1);
+    av = _mm256_broadcast_ss(a + 1); DA_FMA(c10, av, b0); DA_FMA(c11, av, b1);
+    av = _mm256_broadcast_ss(a + 2); DA_FMA(c20, av, b0); DA_FMA(c21, av, b1);
+    av = _mm256_broadcast_ss(a + 3); DA_FMA(c30, av, b0); DA_FMA(c31, av, b1);
+    av = _mm256_broadcast_ss(a + 4); DA_FMA(c40, av, b0); DA_FMA(c41, av, b1);
+    av = _mm256_broadcast_ss(a + 5); DA_FMA(c50, av, b0); DA_FMA(c51, av, b1);
+#undef DA_FMA
+  }
+  if (rows == MR && cols == NR) {
+    _mm256_storeu_ps(c + 0 * ldc, c00); _mm256_storeu_ps(c + 0 * ldc + 8, c01);
+    _mm256_storeu_ps(c + 1 * ldc, c10); _mm256_storeu_ps(c + 1 * ldc + 8, c11);
+    _mm256_storeu_ps(c + 2 * ldc, c20); _mm256_storeu_ps(c + 2 * ldc + 8, c21);
+    _mm256_storeu_ps(c + 3 * ldc, c30); _mm256_storeu_ps(c + 3 * ldc + 8, c31);
+    _mm256_storeu_ps(c + 4 * ldc, c40); _mm256_storeu_ps(c + 4 * ldc + 8, c41);
+    _mm256_storeu_ps(c + 5 * ldc, c50); _mm256_storeu_ps(c + 5 * ldc + 8, c51);
+    return;
+  }
+  alignas(32) float tile[MR * NR];
+  _mm256_store_ps(tile + 0 * NR, c00); _mm256_store_ps(tile + 0 * NR + 8, c01);
+  _mm256_store_ps(tile + 1 * NR, c10); _mm256_store_ps(tile + 1 * NR + 8, c11);
+  _mm256_store_ps(tile + 2 * NR, c20); _mm256_store_ps(tile + 2 * NR + 8, c21);
+  _mm256_store_ps(tile + 3 * NR, c30); _mm256_store_ps(tile + 3 * NR + 8, c31);
+  _mm256_store_ps(tile + 4 * NR, c40); _mm256_store_ps(tile + 4 * NR + 8, c41);
+  _mm256_store_ps(tile + 5 * NR, c50); _mm256_store_ps(tile + 5 * NR + 8, c51);
+#else
+  float tile[MR * NR] = {0};
+  for (int p = 0; p < k; p++)
+    for (int r = 0; r < MR; r++)
+      for (int cc = 0; cc < NR; cc++) tile[r * NR + cc] += ap[p * MR + r] * bp[p * NR + cc];
+#endif
+  for (int r = 0; r < rows; r++) std::memcpy(c + (size_t)r * ldc, tile + r * NR, cols * sizeof(float));
+}
+
+int g_threads = 0;  // 0: not yet set
+
+int threads() {
+  if (g_threads <= 0) g_threads = std::max(1, omp_get_num_procs());
+  return g_threads;
+}
+
+// Batched product; offsets are element offsets of each batch's A, B and C inside a, b, c.
+void sgemm_batched(const float* a, const float* b, float* c, const uint32_t* a_off, const uint32_t* b_off,
+                   const uint32_t* c_off, int batch, int m, int n, int k, bool ta, bool tb) {
+  if (k == 0) {
+    for (int q = 0; q < batch; q++) std::memset(c + c_off[q], 0, sizeof(float) * (size_t)m * n);
+    return;
+  }
+  const int n_pad = (n + NR - 1) / NR * NR;
+  // Distinct B operands are packed once each (attention shares none; broadcast weights share one).
+  std::vector<uint32_t> distinct_b(b_off, b_off + batch);
+  std::sort(distinct_b.begin(), distinct_b.end());
+  distinct_b.erase(std::unique(distinct_b.begin(), distinct_b.end()), distinct_b.end());
+  std::vector<int> b_slot(batch);
+  for (int q = 0; q < batch; q++)
+    b_slot[q] = (int)(std::lower_bound(distinct_b.begin(), distinct_b.end(), b_off[q]) - distinct_b.begin());
+  const size_t b_panel_size = (size_t)k * n_pad;
+  std::vector<float> packed_b(b_panel_size * distinct_b.size());
+
+  const int nthreads = threads();
+  // Row blocks: a multiple of MR, small enough that every thread gets work.
+  int mb = (m + nthreads - 1) / nthreads;
+  mb = std::min(std::max(MR, (mb + MR - 1) / MR * MR), 192);
+  const int m_blocks = (m + mb - 1) / mb;
+  const long tasks = (long)batch * m_blocks;
+  const double flops = 2.0 * batch * m * n * k;
+  const int use_threads = flops < 2e5 ? 1 : nthreads;
+
+#pragma omp parallel num_threads(use_threads)
+  {
+#pragma omp for schedule(static)
+    for (long s = 0; s < (long)distinct_b.size(); s++)
+      pack_b(b + distinct_b[s], tb, k, n, packed_b.data() + s * b_panel_size);
+
+    std::vector<float> packed_a((size_t)k * ((mb + MR - 1) / MR * MR));
+#pragma omp for schedule(dynamic, 1)
+    for (long t = 0; t < tasks; t++) {
+      const int q = (int)(t / m_blocks);
+      const int i0 = (int)(t % m_blocks) * mb;
+      const int rows = std::min(mb, m - i0);
+      pack_a(a + a_off[q], ta, m, k, i0, rows, packed_a.data());
+      const float* bp_all = packed_b.data() + b_slot[q] * b_panel_size;
+      float* cq = c + c_off[q];
+      for (int j0 = 0; j0 < n; j0 += NR) {
+        const float* bp = bp_all + (size_t)j0 * k;
+        const int cols = std::min(NR, n - j0);
+        for (int r0 = 0; r0 < rows; r0 += MR) {
+          micro_kernel(k, packed_a.data() + (size_t)r0 * k, bp, cq + (size_t)(i0 + r0) * n + j0, n,
+                       std::min(MR, rows - r0), cols);
+        }
+      }
+    }
+  }
+}
+
+// ---- N-API plumbing ---------------------------------------------------------------------------
+
+#define NAPI_CALL(env, call)                                        \
+  do {                                                              \
+    if ((call) != napi_ok) {                                        \
+      napi_throw_error(env, nullptr, "deepalign_native: " #call);   \
+      return nullptr;                                               \
+    }                                                               \
+  } while (0)
+
+bool float_data(napi_env env, napi_value v, float** data, size_t* length) {
+  bool is_ta = false;
+  napi_is_typedarray(env, v, &is_ta);
+  if (is_ta) {
+    napi_typedarray_type type;
+    void* ptr;
+    napi_value ab;
+    size_t offset;
+    if (napi_get_typedarray_info(env, v, &type, length, &ptr, &ab, &offset) != napi_ok) return false;
+    if (type != napi_float32_array) return false;
+    *data = static_cast<float*>(ptr);
+    return true;
+  }
+  bool is_ab = false;
+  napi_is_arraybuffer(env, v, &is_ab);
+  if (!is_ab) return false;
+  void* ptr;
+  size_t bytes;
+  if (napi_get_arraybuffer_info(env, v, &ptr, &bytes) != napi_ok) return false;
+  *data = static_cast<float*>(ptr);
+  *length = bytes / sizeof(float);
+  return true;
+}
+
+bool u32_data(napi_env env, napi_value v, uint32_t** data, size_t* length) {
+  napi_typedarray_type type;
+  void* ptr;
+  napi_value ab;
+  size_t offset;
+  bool is_ta = false;
+  napi_is_typedarray(env, v, &is_ta);
+  if (!is_ta || napi_get_typedarray_info(env, v, &type, length, &ptr, &ab, &offset) != napi_ok) return false;
+  if (type != napi_uint32_array) return false;
+  *data = static_cast<uint32_t*>(ptr);
+  return true;
+}
+
+// sgemm(a, b, c, aOffsets, bOffsets, cOffsets, m, n, k, transposeA, transposeB)
+// a, b, c: Float32Array or ArrayBuffer (may alias one heap); offsets: Uint32Array element offsets.
+napi_value Sgemm(napi_env env, napi_callback_info info) {
+  size_t argc = 11;
+  napi_value argv[11];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc != 11) {
+    napi_throw_type_error(env, nullptr, "sgemm: expected 11 arguments (a, b, c, aOff, bOff, cOff, m, n, k, tA, tB)");
+    return nullptr;
+  }
+  float *a, *b, *c;
+  size_t la, lb, lc;
+  if (!float_data(env, argv[0], &a, &la) || !float_data(env, argv[1], &b, &lb) || !float_data(env, argv[2], &c, &lc)) {
+    napi_throw_type_error(env, nullptr, "sgemm: a, b and c must be Float32Arrays or ArrayBuffers");
+    return nullptr;
+  }
+  uint32_t *ao, *bo, *co;
+  size_t na, nb, nc;
+  if (!u32_data(env, argv[3], &ao, &na) || !u32_data(env, argv[4], &bo, &nb) || !u32_data(env, argv[5], &co, &nc) ||
+      na != nb || na != nc) {
+    napi_throw_type_error(env, nullptr, "sgemm: offsets must be three Uint32Arrays of equal length");
+    return nullptr;
+  }
+  int32_t m, n, k;
+  bool ta, tb;
+  NAPI_CALL(env, napi_get_value_int32(env, argv[6], &m));
+  NAPI_CALL(env, napi_get_value_int32(env, argv[7], &n));
+  NAPI_CALL(env, napi_get_value_int32(env, argv[8], &k));
+  NAPI_CALL(env, napi_get_value_bool(env, argv[9], &ta));
+  NAPI_CALL(env, napi_get_value_bool(env, argv[10], &tb));
+  if (m < 0 || n < 0 || k < 0) {
+    napi_throw_range_error(env, nullptr, "sgemm: m, n, k must be non-negative");
+    return nullptr;
+  }
+  const size_t sa = (size_t)m * k, sb = (size_t)k * n, sc = (size_t)m * n;
+  for (size_t q = 0; q < na; q++) {
+    if (ao[q] + sa > la || bo[q] + sb > lb || co[q] + sc > lc) {
+      napi_throw_range_error(env, nullptr, "sgemm: an operand offset runs past the end of its buffer");
+      return nullptr;
+    }
+  }
+  sgemm_batched(a, b, c, ao, bo, co, (int)na, m, n, k, ta, tb);
+  return nullptr;
+}
+
+napi_value SetThreads(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t t = 0;
+  if (argc < 1 || napi_get_value_int32(env, argv[0], &t) != napi_ok || t < 1) {
+    napi_throw_range_error(env, nullptr, "setThreads: expected a positive integer");
+    return nullptr;
+  }
+  g_threads = t;
+  return nullptr;
+}
+
+napi_value Info(napi_env env, napi_callback_info) {
+  napi_value obj, v;
+  NAPI_CALL(env, napi_create_object(env, &obj));
+  NAPI_CALL(env, napi_create_int32(env, threads(), &v));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "threads", v));
+  NAPI_CALL(env, napi_create_int32(env, omp_get_num_procs(), &v));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "cores", v));
+  NAPI_CALL(env, napi_create_string_utf8(env, DA_SIMD, NAPI_AUTO_LENGTH, &v));
+  NAPI_CALL(env, napi_set_named_property(env, obj, "simd", v));
+  return obj;
+}
+
+napi_value Init(napi_env env, napi_value exports) {
+  napi_property_descriptor props[] = {
+      {"sgemm", nullptr, Sgemm, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
+  };
+  napi_define_properties(env, exports, sizeof(props) / sizeof(props[0]), props);
+  return exports;
+}
+
+}  // namespace
+
+NAPI_MODULE(NODE_GYP_MODULE_NAME, Init)
