@@ -182,20 +182,24 @@ async function exportImages(
       await page.waitForFunction('window.Plotly !== undefined && document.querySelector("#figure .main-svg") !== null', undefined, {
         timeout: 30_000,
       });
+      // Plotly names SVG elements after random uids (one per trace, one per plot); fixed trace
+      // uids and a post-hoc rename of the plot uid make the SVG bytes reproducible.
       const images = (await page.evaluate(`(async () => {
         const gd = document.getElementById('figure');
+        const figure = { data: gd.data.map((trace, i) => Object.assign({}, trace, { uid: 'trace' + i })), layout: gd.layout, config: gd._context };
         const opts = { width: ${size.width}, height: ${size.height} };
-        const out = { uid: gd._fullLayout._uid };
+        const out = {};
         for (const format of ${JSON.stringify(formats)}) {
-          out[format] = await Plotly.toImage(gd, Object.assign({ format, scale: format === 'png' ? ${scale} : 1 }, opts));
+          out[format] = await Plotly.toImage(figure, Object.assign({ format, scale: format === 'png' ? ${scale} : 1 }, opts));
         }
         return out;
-      })()`)) as { uid: string; png?: string; svg?: string };
+      })()`)) as { png?: string; svg?: string };
       const result: { png?: Buffer; svg?: string } = {};
       if (images.png) result.png = Buffer.from(images.png.replace(/^data:image\/png;base64,/, ''), 'base64');
       if (images.svg) {
         const svg = decodeURIComponent(images.svg.replace(/^data:image\/svg\+xml,/, ''));
-        result.svg = svg.split(images.uid).join('deepalign');
+        const plotUid = /<defs id="defs-([0-9a-f]+)"/.exec(svg)?.[1];
+        result.svg = plotUid ? svg.split(plotUid).join('deepalign') : svg;
       }
       return result;
     } finally {

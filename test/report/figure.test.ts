@@ -1,0 +1,100 @@
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { closeBrowser, figureHtml, findChromium, saveFigure, showFigure, type PlotlyFigure } from '../../lib/report/index.js';
+import { installFakeNotebook } from './fake-notebook.js';
+
+const fig: PlotlyFigure = {
+  data: [{ type: 'scatter', x: [0, 1, 2], y: [3, 1, 2], name: 'a </script> trace' }],
+  layout: { title: { text: 'test figure' }, width: 640, height: 400 },
+};
+const chromium = findChromium();
+
+afterAll(() => closeBrowser());
+
+/** Width and height from a PNG's IHDR chunk. */
+const pngSize = (png: Buffer) => ({ width: png.readUInt32BE(16), height: png.readUInt32BE(20) });
+
+describe('figures', () => {
+  it('writes a small HTML page that loads plotly from node_modules, with the figure JSON script-safe', () => {
+    const html = figureHtml(fig, 't', { src: '../node_modules/plotly.js-dist-min/plotly.min.js' });
+    expect(html).toContain('<script src="../node_modules/plotly.js-dist-min/plotly.min.js"></script>');
+    expect(html).toContain('a \\u003c/script> trace');
+    expect(html).not.toContain('a </script> trace');
+    expect(html.length).toBeLessThan(2000);
+  });
+
+  it('without Chromium writes HTML only and says why', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
+    const saved = await saveFigure(fig, 'nb/no-chromium', { dir, chromium: null });
+    expect(existsSync(join(dir, 'nb', 'no-chromium.html'))).toBe(true);
+    expect(existsSync(join(dir, 'nb', 'no-chromium.png'))).toBe(false);
+    expect(saved.png).toBeUndefined();
+    expect(saved.note).toMatch(/no PNG\/SVG: image export disabled \(chromium: null\)$/);
+    // The relative <script src> points at the real bundle.
+    const src = /<script src="([^"]+)">/.exec(readFileSync(saved.html, 'utf8'))![1]!;
+    expect(existsSync(join(dir, 'nb', src))).toBe(true);
+  });
+
+  it('reports a missing Chromium path', () => {
+    expect(findChromium('/nonexistent/chromium')).toEqual({
+      path: null,
+      reason: 'no Chromium at /nonexistent/chromium (apt-get install chromium, or set DEEPALIGN_CHROMIUM)',
+    });
+  });
+
+  it.skipIf(!chromium.path)('with Chromium writes PNG at the layout size and a deterministic SVG', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
+    const first = await saveFigure(fig, 'a', { dir });
+    const second = await saveFigure(fig, 'b', { dir });
+    const png = readFileSync(first.png!);
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+    expect(pngSize(png)).toEqual({ width: 640, height: 400 });
+    const svg = readFileSync(first.svg!, 'utf8');
+    expect(svg.startsWith('<svg')).toBe(true);
+    expect(svg).toContain('test figure');
+    // Plotly's random plot uid is replaced, so the same figure gives the same bytes.
+    expect(svg).toBe(readFileSync(second.svg!, 'utf8'));
+    const retina = await saveFigure(fig, 'c', { dir, formats: ['html', 'png'], scale: 2 });
+    expect(pngSize(readFileSync(retina.png!))).toEqual({ width: 1280, height: 800 });
+    expect(retina.svg).toBeUndefined();
+  });
+
+  it('in a notebook injects plotly once per session and keeps only the PNG for the committed notebook', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
+    const fake = installFakeNotebook();
+    try {
+      await showFigure(fig, 'one', { dir });
+      await showFigure(fig, 'two', { dir });
+    } finally {
+      fake.uninstall();
+    }
+    const [bundle, one, two, ...rest] = fake.messages;
+    expect(rest).toHaveLength(0);
+    expect(bundle!.metadata).toEqual({ deepalign: { omit_on_save: true } });
+    expect(bundle!.data['text/html']!.length).toBeGreaterThan(1_000_000);
+    for (const m of [one!, two!]) {
+      expect(m.data['text/html']).toContain('Plotly.newPlot');
+      expect(m.data['text/html']).not.toContain('plotly.js v');
+      if (chromium.path) {
+        expect(m.data['image/png']!.length).toBeGreaterThan(1000);
+        expect(m.metadata).toEqual({ deepalign: { omit_mimes_on_save: ['text/html'] } });
+      }
+    }
+    expect(one!.data['text/html']).not.toBe(two!.data['text/html']); // distinct element ids
+  });
+
+  it('outside a notebook showFigure prints the note', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
+    const log = vi.spyOn(console, 'log').mockImplementation(() => {});
+    await showFigure(fig, 'plain', { dir, chromium: null });
+    expect(log.mock.calls[0]![0]).toContain('figure plain: wrote');
+    log.mockRestore();
+  });
+
+  it('rejects bad figures and names', async () => {
+    await expect(saveFigure({ data: 'x' } as unknown as PlotlyFigure, 'n')).rejects.toThrow('saveFigure("n"): figure.data must be an array of plotly traces');
+    await expect(saveFigure(fig, '/abs')).rejects.toThrow('saveFigure: name "/abs" must be a relative path');
+  });
+});
