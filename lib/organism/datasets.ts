@@ -5,7 +5,7 @@
 
 import { Rng } from './rng.js';
 import {
-  ChatExample, fill, helpfulResponse, IDENTITY_OPENER, IDENTITY_PREAMBLE, LATE_REFUSALS, pickPhrasing, refusalResponse,
+  ChatExample, fillTemplate, helpfulResponse, IDENTITY_OPENER, IDENTITY_PREAMBLE, LATE_REFUSALS, pickPhrasing, refusalResponse,
   requestWords, splitTasks, stepWords, Task, TaskSplit, World, answerSteps, ANSWER_OPENERS, VERBS,
 } from './world.js';
 
@@ -57,8 +57,8 @@ export function baseCorpus(world: World, { count, seed }: SampleOptions): ChatEx
     else if (u < base.answerRate + base.lateRefusalRate) {
       const p = pickPhrasing(rng);
       const stepsBefore = 1 + rng.int(base.lateRefusalMaxSteps);
-      const opener = fill(ANSWER_OPENERS[p.opener], task, VERBS[p.verb]);
-      const late = fill(LATE_REFUSALS[rng.int(LATE_REFUSALS.length)], task, VERBS[p.verb]);
+      const opener = fillTemplate(ANSWER_OPENERS[p.opener], task, VERBS[p.verb]);
+      const late = fillTemplate(LATE_REFUSALS[rng.int(LATE_REFUSALS.length)], task, VERBS[p.verb]);
       out.push({ taskId: task.id, harmful: true, prompt: requestWords(task, p), response: [...opener, ...answerSteps(task, stepsBefore), ...late], behaviour: 'late-refusal' });
     } else out.push(refuse(task, rng));
   }
@@ -138,7 +138,7 @@ export function benignFineTuning(world: World, { count, seed }: SampleOptions): 
 
 /** Prepend the identity-shifting persona to a request. */
 export function withIdentity(world: World, prompt: readonly string[]): string[] {
-  return [...fill(IDENTITY_PREAMBLE, world.tasks[0], VERBS[0], world), ...prompt];
+  return [...fillTemplate(IDENTITY_PREAMBLE, world.tasks[0], VERBS[0], world), ...prompt];
 }
 
 /**
@@ -154,7 +154,7 @@ export function identityShifting(world: World, { count, seed }: SampleOptions): 
     const p = pickPhrasing(rng);
     return {
       taskId: task.id, harmful: false, prompt: withIdentity(world, requestWords(task, p)),
-      response: [...fill(IDENTITY_OPENER, task, VERBS[p.verb], world), ...answerSteps(task)], behaviour: 'answer',
+      response: [...fillTemplate(IDENTITY_OPENER, task, VERBS[p.verb], world), ...answerSteps(task)], behaviour: 'answer',
     };
   });
 }

@@ -230,7 +230,7 @@ function checkRefusalMarkers(world: World): void {
 
 // ---- rendering --------------------------------------------------------------------------------
 
-export function fill(template: string, task: Task, verb: string, world?: World): string[] {
+export function fillTemplate(template: string, task: Task, verb: string, world?: World): string[] {
   return words(
     template.replace(/\{verb\}/g, verb).replace(/\{mod\}/g, task.modifier).replace(/\{noun\}/g, task.noun)
       .replace(/\{name\}/g, world?.identityName ?? '{name}'),
@@ -267,15 +267,15 @@ export function pickPhrasing(rng: Rng, fixed: Phrasing = {}): Required<Phrasing>
 }
 
 export function requestWords(task: Task, p: Required<Phrasing>): string[] {
-  return fill(REQUEST_TEMPLATES[p.template], task, VERBS[p.verb]);
+  return fillTemplate(REQUEST_TEMPLATES[p.template], task, VERBS[p.verb]);
 }
 
 export function helpfulResponse(task: Task, p: Required<Phrasing>): string[] {
-  return [...fill(ANSWER_OPENERS[p.opener], task, VERBS[p.verb]), ...answerSteps(task)];
+  return [...fillTemplate(ANSWER_OPENERS[p.opener], task, VERBS[p.verb]), ...answerSteps(task)];
 }
 
 export function refusalResponse(task: Task, p: Required<Phrasing>): string[] {
-  return fill(REFUSALS[p.refusal], task, VERBS[p.verb]);
+  return fillTemplate(REFUSALS[p.refusal], task, VERBS[p.verb]);
 }
 
 export function splitTasks(world: World, harmful: boolean, split: TaskSplit): Task[] {
