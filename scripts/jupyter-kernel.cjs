@@ -13,6 +13,7 @@ if (!connectionFile) {
   process.exit(2);
 }
 process.chdir(repoRoot);
+require('./notebook/tslab-strict.cjs');
 // tslab reports a failed cell to Jupyter as a bare status "error" (the diagnostics go to the cell's
 // stderr only), so nbconvert/nbclient would fail with an empty message. Put the cell's stderr into
 // the execute_reply's ename/evalue/traceback, which nbclient quotes in CellExecutionError.

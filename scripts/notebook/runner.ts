@@ -18,6 +18,8 @@ import {
 } from './ipynb.js';
 
 const require = createRequire(import.meta.url);
+// Before tslab builds its compiler: check cells and lib with `strict`, as tsc does.
+require('./tslab-strict.cjs');
 
 // tslab 1.0.22 internals (pinned in package.json): these are stable CommonJS modules.
 interface TslabConverter {

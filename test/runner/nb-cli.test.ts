@@ -73,6 +73,21 @@ describe('npm run nb', () => {
     expect(readFileSync(run.path, 'utf8')).toBe(run.original);
   });
 
+  it('type-checks cells (and the lib files they import) with strict, like tsc', () => {
+    // Without strictNullChecks tslab would accept this assignment.
+    const run = runCli(['const maybe: number | undefined = undefined;\nconst sure: number = maybe;'], ['--no-write']);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain("Type 'undefined' is not assignable to type 'number'.");
+  });
+
+  it('loads the whole lib barrel through tslab (TypeScript 5.0, CommonJS) as notebooks do', () => {
+    // Catches lib code that passes tsc but not tslab's compiler, or a package that cannot be
+    // required from CommonJS.
+    const run = runCli(["import * as lib from './lib/index.js';\nif (typeof lib.showFigure !== 'function') throw new Error('lib/index.js does not export lib/report');"], ['--no-write']);
+    expect(run.stderr).toContain('ok in');
+    expect(run.status).toBe(0);
+  });
+
   it('fails on a runtime error with its stack trace, and on an error a cell left unawaited', () => {
     const thrown = runCli(["function explode(): never { throw new RangeError('value 7 out of range'); }\nexplode();"], ['--no-write']);
     expect(thrown.status).toBe(1);
