@@ -1,7 +1,7 @@
 // Per-kernel time of one training step of the benchmark model (tf.profile), grouped by kernel name.
 //   npx tsx bench/profile.ts [--backend wasm] [--top 25]
 import { initEngine, tf, type BackendName } from '../lib/engine/index.js';
-import { AdamW, MiniLlama, STANDARD_BENCH_MODEL, trainStep } from './miniLlama.js';
+import { createBenchModel, libTrainStep } from './libModel.js';
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: string) => {
@@ -9,15 +9,14 @@ const option = (name: string, fallback: string) => {
   return i >= 0 && i + 1 < args.length ? args[i + 1] : fallback;
 };
 const report = await initEngine({ backend: (option('backend', '') || undefined) as BackendName | undefined });
-const model = new MiniLlama(STANDARD_BENCH_MODEL, 0);
-const opt = new AdamW(model.params);
-const data = tf.randomUniform([16, 65], 0, STANDARD_BENCH_MODEL.vocab, 'int32', 1);
-const x = tf.slice(data, [0, 0], [16, 64]);
-const y = tf.slice(data, [0, 1], [16, 64]);
-for (let i = 0; i < 3; i++) await trainStep(model, opt, x, y);
+const { model, opt } = createBenchModel();
+const data = tf.randomUniform([16, 65], 0, model.config.vocabSize, 'int32', 1);
+const x = tf.slice(data, [0, 0], [16, 64]) as tf.Tensor2D;
+const y = tf.slice(data, [0, 1], [16, 64]) as tf.Tensor2D;
+for (let i = 0; i < 3; i++) await libTrainStep(model, opt, x, y);
 const t0 = performance.now();
 const info = await tf.profile(async () => {
-  await trainStep(model, opt, x, y);
+  await libTrainStep(model, opt, x, y);
 });
 const wall = performance.now() - t0;
 const byName = new Map<string, { ms: number; calls: number }>();

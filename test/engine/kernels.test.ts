@@ -211,3 +211,56 @@ describe.each(matMulImpls)('BatchMatMul ($name)', (impl) => {
     expect(() => tf.matMul(tf.zeros([2, 3]), tf.zeros([4, 5]))).toThrow(/inner/);
   }));
 });
+
+describe('comparisons and Identity (wasm)', () => {
+  const rand = rng(31);
+  const shapes: [number[], number[]][] = [
+    [[4, 6, 9], [4, 6, 1]], [[4, 6, 9], [9]], [[1], [3, 5]], [[2, 1, 5], [1, 3, 1]], [[7], [7]], [[], [3, 2]], [[3, 1], []],
+  ];
+  const ops: [string, (a: tf.Tensor, b: tf.Tensor) => tf.Tensor][] = [
+    ['equal', tf.equal], ['notEqual', tf.notEqual], ['less', tf.less], ['lessEqual', tf.lessEqual], ['greater', tf.greater], ['greaterEqual', tf.greaterEqual],
+  ];
+  it.each(ops)('%s matches the stock cpu kernel on broadcast shapes, with ties', async (_, op) => {
+    for (const [aShape, bShape] of shapes) {
+      // Values from a small set so that ties (the interesting case for equal/lessEqual) happen often.
+      const pick = (n: number) => Float32Array.from({ length: n }, () => randomInt(rand, -2, 2) / 2);
+      const a = pick(aShape.reduce((x, y) => x * y, 1));
+      const b = pick(bShape.reduce((x, y) => x * y, 1));
+      const f = () => tf.cast(op(tf.tensor(a, aShape), tf.tensor(b, bShape)), 'float32');
+      const [want] = await onBackend('cpu', f);
+      const [got] = await onBackend('wasm', f);
+      expect(Array.from(got)).toEqual(Array.from(want));
+    }
+  });
+
+  it('compares int32 tensors too', async () => {
+    await tf.setBackend('wasm');
+    const out = tf.equal(tf.tensor([[1, 2], [3, 4]], [2, 2], 'int32'), tf.tensor([2], [1], 'int32'));
+    expect(out.dtype).toBe('bool');
+    expect(Array.from(out.dataSync())).toEqual([0, 1, 0, 0]);
+    out.dispose();
+  });
+
+  it('Identity shares data and stays correct after the source is disposed', async () => {
+    await tf.setBackend('wasm');
+    const backend = tf.backend() as unknown as { numDataIds(): number };
+    const x = tf.tensor([1, 2, 3]);
+    const ids = backend.numDataIds();
+    const y = tf.clone(x); // runs the Identity kernel
+    expect(backend.numDataIds()).toBe(ids); // no new allocation
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual([1, 2, 3]);
+    y.dispose();
+    expect(backend.numDataIds()).toBe(ids - 1);
+  });
+
+  it('a variable assigned after being cloned keeps the clone unchanged', async () => {
+    await tf.setBackend('wasm');
+    const v = tf.variable(tf.tensor([1, 2]));
+    const snapshot = tf.clone(v);
+    v.assign(tf.tensor([5, 6]));
+    expect(Array.from(snapshot.dataSync())).toEqual([1, 2]);
+    expect(Array.from(v.dataSync())).toEqual([5, 6]);
+    tf.dispose([v, snapshot]);
+  });
+});
