@@ -1,3 +1,4 @@
+export * from './engine/index.js';
 export * from './report/index.js';
 export * from './io/index.js';
 export * from './model/index.js';
