@@ -13,7 +13,7 @@
 // (and keeps gradients, optimizer state and saved files in the checkpoint's layout).
 import { tf } from '../engine/tf.js';
 import type { LayerType, ModelConfig, RopeConfig } from '../io/hfConfig.js';
-import { HookSet, type HookName } from './hooks.js';
+import { act, HookSet, type HookFilter, type HookFn, type HookName } from './hooks.js';
 
 type Tensor = tf.Tensor;
 
@@ -401,6 +401,30 @@ export interface ForwardOutput {
   activations?: Record<string, Tensor>;
 }
 
+/** Activations recorded by runWithCache, by full hook name. */
+export class ActivationCache {
+  constructor(
+    readonly tensors: Record<string, Tensor>,
+    private readonly nLayers: number,
+  ) {}
+  /** Full name, or the TransformerLens shorthand get('pattern', -1). */
+  get(name: HookName | string, layer?: number): Tensor {
+    const full = layer === undefined && name.includes('hook_') ? name : act(name, layer, this.nLayers);
+    const t = this.tensors[full];
+    if (!t) throw new Error(`ActivationCache: no activation "${full}"; recorded: ${Object.keys(this.tensors).slice(0, 8).join(', ')}${Object.keys(this.tensors).length > 8 ? ', …' : ''}`);
+    return t;
+  }
+  has(name: string): boolean {
+    return name in this.tensors;
+  }
+  keys(): string[] {
+    return Object.keys(this.tensors);
+  }
+  dispose(): void {
+    for (const t of Object.values(this.tensors)) t.dispose();
+  }
+}
+
 function toIntTensor(x: number[][] | tf.Tensor2D, what: string): tf.Tensor2D {
   if (x instanceof tf.Tensor) return x.dtype === 'int32' ? x : (x.toInt() as tf.Tensor2D);
   if (!Array.isArray(x) || !Array.isArray(x[0])) throw new Error(`forward: \`${what}\` must be number[][] or a 2-D tensor`);
@@ -457,13 +481,41 @@ export class Decoder {
     return tf.tidy(() => this.forwardUntidied(inputIds, opts) as unknown as tf.TensorContainer) as unknown as ForwardOutput;
   }
 
+  /**
+   * Forward pass that records activations: `names` is a list of hook names, a filter, or omitted
+   * for all of them. The cached tensors belong to the caller: call `cache.dispose()`.
+   */
+  runWithCache(
+    inputIds: IdsInput | null,
+    opts: Omit<ForwardOptions, 'cacheNames'> & { names?: HookName[] | ((name: HookName) => boolean) } = {},
+  ): { out: ForwardOutput; cache: ActivationCache } {
+    const { names, ...rest } = opts;
+    const filter = names === undefined ? () => true : typeof names === 'function' ? names : (n: HookName) => names.includes(n);
+    const out = this.forward(inputIds, { ...rest, cacheNames: filter });
+    const cache = new ActivationCache(out.activations ?? {}, this.config.nLayers);
+    delete out.activations;
+    return { out, cache };
+  }
+
+  /**
+   * Forward pass with temporary hooks: `fwd` is a list of [name or filter, fn]; fn(act, {name,
+   * layer}) may return a replacement of the same shape. Hooks live only for this call. Tensors a
+   * hook wants to keep past the call must be tf.keep()-ed (the pass runs inside tf.tidy).
+   */
+  runWithHooks(inputIds: IdsInput | null, opts: Omit<ForwardOptions, 'hooks'> & { fwd: [HookFilter, HookFn][] }): ForwardOutput {
+    const { fwd, ...rest } = opts;
+    return this.forward(inputIds, { ...rest, hooks: new HookSet(fwd) });
+  }
+
   private forwardUntidied(inputIds: IdsInput | null, opts: ForwardOptions): ForwardOutput {
     const cfg = this.config;
     const hooks = opts.hooks ?? new HookSet();
     const activations: Record<string, Tensor> = {};
     const hook = (name: HookName, x: Tensor, layer?: number): Tensor => {
       const y = hooks.empty ? x : hooks.run(name, x, layer);
-      if (opts.cacheNames?.(name)) activations[name] = y;
+      // a clone shares the data but not the handle, so disposing the cache never frees a tensor
+      // that is also in hiddenStates/attentions (or recorded under another name)
+      if (opts.cacheNames?.(name)) activations[name] = tf.clone(y);
       return y;
     };
 

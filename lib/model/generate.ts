@@ -43,7 +43,8 @@ export interface GenerateOptions extends SamplingOptions {
   doSample?: boolean;
   /** PRNG seed for sampling (default 0): same seed, same tokens */
   seed?: number;
-  /** [B, T], 1 = token, 0 = (left) padding. Default: all ones. */
+  /** [B, T], 1 = token, 0 = (left) padding. Default: 0 where the prompt holds the pad id (when
+   *  the pad id is known and is not an eos id), else all ones, as transformers infers it. */
   attentionMask?: number[][] | tf.Tensor2D;
   /** stop a row at any of these ids (default: the config's eos; null = never stop on eos) */
   eosTokenId?: number | number[] | null;
@@ -105,12 +106,18 @@ export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2
   if (opts.stopStrings?.length && !opts.tokenizer) throw new Error('generate: `stopStrings` needs `tokenizer` to decode the new tokens');
   const prompt = toRows(inputIds, 'inputIds');
   const B = prompt.length;
-  const mask = opts.attentionMask ? toRows(opts.attentionMask, 'attentionMask') : prompt.map((r) => r.map(() => 1));
-  if (mask.length !== B || mask[0].length !== prompt[0].length) throw new Error(`generate: \`attentionMask\` must be [${B}, ${prompt[0].length}] like inputIds, got [${mask.length}, ${mask[0].length}]`);
   const eosIds = new Set<number>(
     opts.eosTokenId === null ? [] : ([] as number[]).concat(opts.eosTokenId ?? cfg.eosTokenId ?? []),
   );
   const padId = opts.padTokenId ?? cfg.padTokenId ?? [...eosIds][0] ?? 0;
+  // Without a mask, transformers infers one when the pad id occurs in the prompt and differs
+  // from eos (_prepare_attention_mask_for_generation); otherwise every token is attended.
+  const padKnown = opts.padTokenId ?? cfg.padTokenId;
+  const inferMask = padKnown !== undefined && !eosIds.has(padKnown) && prompt.some((r) => r.includes(padKnown));
+  const mask = opts.attentionMask
+    ? toRows(opts.attentionMask, 'attentionMask')
+    : prompt.map((r) => r.map((t) => (inferMask && t === padKnown ? 0 : 1)));
+  if (mask.length !== B || mask[0].length !== prompt[0].length) throw new Error(`generate: \`attentionMask\` must be [${B}, ${prompt[0].length}] like inputIds, got [${mask.length}, ${mask[0].length}]`);
   const forced: number[][] = !opts.prefill ? prompt.map(() => []) : Array.isArray(opts.prefill[0]) ? (opts.prefill as number[][]) : prompt.map(() => opts.prefill as number[]);
   if (forced.length !== B || forced.some((f) => f.length !== forced[0].length)) throw new Error(`generate: \`prefill\` must be one id list or ${B} lists of equal length`);
   const F = forced[0].length;

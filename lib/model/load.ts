@@ -31,18 +31,23 @@ export async function loadModel(dir: string): Promise<Decoder> {
   const cfg = fromHF(readJson(configFile), configFile);
   const index = indexCheckpoint(dir);
   const specs = parameterSpecs(cfg);
+  // Checkpoints saved from the base model (e.g. openai-community/gpt2, whose tensors are "h.0.…"
+  // rather than "transformer.h.0.…") omit the prefix transformers calls base_model_prefix.
+  const prefix = cfg.modelType === 'gpt2' ? 'transformer.' : 'model.';
+  const stripped = !index.tensors.has(specs[0].name) && index.tensors.has(specs[0].name.slice(prefix.length));
+  const fileName = (name: string) => (stripped && name.startsWith(prefix) ? name.slice(prefix.length) : name);
   const where = (name: string) => index.tensors.get(name)?.header.file ?? dir;
   // Check names and shapes of everything before reading any data.
   for (const spec of specs) {
-    const at = index.tensors.get(spec.name);
+    const at = index.tensors.get(fileName(spec.name));
     if (!at) {
-      throw new Error(`loadModel ${dir}: checkpoint has no tensor "${spec.name}" (expected shape [${spec.shape}] for ${cfg.modelType}${spec.name === 'lm_head.weight' ? ', tie_word_embeddings is false' : ''})`);
+      throw new Error(`loadModel ${dir}: checkpoint has no tensor "${fileName(spec.name)}" (expected shape [${spec.shape}] for ${cfg.modelType}${spec.name === 'lm_head.weight' ? ', tie_word_embeddings is false' : ''})`);
     }
     if (at.info.shape.join() !== spec.shape.join()) {
-      throw new Error(`loadModel ${at.header.file}: tensor "${spec.name}" has shape [${at.info.shape}], expected [${spec.shape}] from ${configFile}`);
+      throw new Error(`loadModel ${at.header.file}: tensor "${fileName(spec.name)}" has shape [${at.info.shape}], expected [${spec.shape}] from ${configFile}`);
     }
   }
-  const known = new Set(specs.map((s) => s.name));
+  const known = new Set(specs.map((s) => fileName(s.name)));
   const unexpected = [...index.tensors.keys()].filter(
     (n) => !known.has(n) && !IGNORED_TENSORS.some((re) => re.test(n)) && !(n === 'lm_head.weight' && cfg.tieEmbeddings),
   );
@@ -53,7 +58,7 @@ export async function loadModel(dir: string): Promise<Decoder> {
   currentModelId = ++modelCounter;
   try {
     for (const spec of specs) {
-      const t = readCheckpointTensor(index, spec.name);
+      const t = readCheckpointTensor(index, fileName(spec.name));
       const value = tf.tensor(t.data, t.shape, 'float32');
       vars.set(spec.name, tf.variable(value, true, variableName(spec.name)));
       value.dispose();
@@ -115,8 +120,9 @@ export function createModel(config: ModelConfig | Record<string, any>, opts: Cre
 export interface SaveModelOptions {
   /** storage dtype of the weights (default F32) */
   dtype?: 'F32' | 'BF16' | 'F16';
-  /** a folder with tokenizer.json / tokenizer_config.json (and special_tokens_map.json, ...) to copy */
-  tokenizer?: string;
+  /** a folder with tokenizer.json / tokenizer_config.json (and special_tokens_map.json, ...) to
+   *  copy, or a loaded Tokenizer (its source folder is copied) */
+  tokenizer?: string | { dir?: string };
   /** extra fields merged into generation_config.json */
   generationConfig?: Record<string, unknown>;
 }
@@ -150,16 +156,18 @@ export async function saveModel(model: Decoder, dir: string, opts: SaveModelOpti
   }));
   writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
   if (opts.tokenizer) {
+    const from = typeof opts.tokenizer === 'string' ? opts.tokenizer : opts.tokenizer.dir;
+    if (!from) throw new Error('saveModel: the tokenizer has no source folder to copy (load it with loadTokenizer(dir))');
     let copied = 0;
     for (const f of TOKENIZER_FILES) {
-      const src = path.join(opts.tokenizer, f);
+      const src = path.join(from, f);
       if (fs.existsSync(src)) {
         fs.copyFileSync(src, path.join(dir, f));
         copied++;
       }
     }
-    if (!fs.existsSync(path.join(opts.tokenizer, 'tokenizer.json'))) {
-      throw new Error(`saveModel: tokenizer folder ${opts.tokenizer} has no tokenizer.json (copied ${copied} other files)`);
+    if (!fs.existsSync(path.join(from, 'tokenizer.json'))) {
+      throw new Error(`saveModel: tokenizer folder ${from} has no tokenizer.json (copied ${copied} other files)`);
     }
   }
 }

@@ -211,3 +211,23 @@ describe('config normalisation', () => {
     expect(fromHF(fixtureConfig('gpt2-A'))).toMatchObject({ norm: 'layer', positional: 'learned', dMlp: 256, nKvHeads: 4, tieEmbeddings: true, gatedMlp: false, act: 'gelu_tanh' });
   });
 });
+
+describe('checkpoint naming', () => {
+  it('loads a gpt2 checkpoint saved without the "transformer." prefix (as on the Hub)', async () => {
+    const dir = path.join(tmp, 'gpt2-hub-names');
+    fs.mkdirSync(dir, { recursive: true });
+    fs.copyFileSync(path.join(fixtureDir('gpt2-A'), 'config.json'), path.join(dir, 'config.json'));
+    const tensors = [...loadSafetensors(path.join(fixtureDir('gpt2-A'), 'model.safetensors')).values()].map((t) => ({
+      name: t.name.replace(/^transformer\./, ''),
+      shape: t.shape,
+      data: t.data,
+    }));
+    // old checkpoints also carry the causal-mask buffer
+    tensors.push({ name: 'h.0.attn.bias', shape: [1, 1, 2, 2], data: new Float32Array(4) });
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    const model = await loadModel(dir);
+    const exp = loadExpected('gpt2-A');
+    expect(relErr(logitsOf(model, rows(exp.get('input_ids')!)), exp.get('logits')!.data)).toBeLessThan(1e-4);
+    model.dispose();
+  });
+});

@@ -180,3 +180,15 @@ describe('stopping', () => {
     expect(g.finishReason[0]).toBe('stop_string');
   });
 });
+
+describe('attention mask inference', () => {
+  it('without a mask, pad ids in the prompt are masked as transformers does', async () => {
+    const explicit = await generate(llama, leftPadded, { maxNewTokens: 5, eosTokenId: null, attentionMask: leftMask });
+    const inferred = await generate(llama, leftPadded, { maxNewTokens: 5, eosTokenId: null });
+    expect(inferred.sequences).toEqual(explicit.sequences);
+    // with pad == eos nothing is inferred (transformers' rule), so the pads are attended
+    const attended = await generate(llama, leftPadded, { maxNewTokens: 5, eosTokenId: 0, padTokenId: 0 });
+    const allOnes = await generate(llama, leftPadded, { maxNewTokens: 5, eosTokenId: 0, padTokenId: 0, attentionMask: leftMask.map((r) => r.map(() => 1)) });
+    expect(attended.sequences).toEqual(allOnes.sequences);
+  });
+});
