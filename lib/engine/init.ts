@@ -8,7 +8,7 @@ import { tf } from './tf.js';
 import { overrideKernel } from './kernels/stock.js';
 import { unsortedSegmentSumCpuConfig, unsortedSegmentSumWasmConfig } from './kernels/unsortedSegmentSum.js';
 import { batchMatMulWasmConfig } from './kernels/wasmBatchMatMul.js';
-import { compareWasmConfigs, identityWasmConfig } from './kernels/wasmElementwise.js';
+import { compareWasmConfigs, gatherWasmConfig, identityWasmConfig } from './kernels/wasmElementwise.js';
 import { nativeMatMulCpuConfig, nativeMatMulWasmConfig } from './kernels/nativeMatMul.js';
 import { loadNative } from './native.js';
 import { probeTfjsNode, probeWebGpu } from './probe.js';
@@ -168,12 +168,14 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     overrideKernel(batchMatMulWasmConfig);
     overrideKernel(identityWasmConfig);
     for (const config of compareWasmConfigs) overrideKernel(config);
+    overrideKernel(gatherWasmConfig);
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
     const fixes = [
       'UnsortedSegmentSum (wasm): one-pass scatter-add kernel (stock: not registered)',
       'BatchMatMul (wasm): every product on the XNNPACK fast path — transposes materialised, batches folded or split into zero-copy views (stock: scalar loop unless batch 1 without transposes)',
       'Identity (wasm): shares the data with a reference count (stock: copies)',
       'Equal/NotEqual/Less/LessEqual/Greater/GreaterEqual (wasm): strided broadcast loop (stock: per-element index math when broadcasting)',
+      'GatherV2 (wasm): one memmove per gathered slice (stock: per-element copy, wrong rows when batchDims > 0)',
     ];
     const why = `tfjs-backend-wasm ${simd ? 'with SIMD' : 'without SIMD'}, single-threaded` +
       (threads > 1 ? ' (threads > 1 requested, but tfjs-backend-wasm disables threads under Node)' : '');

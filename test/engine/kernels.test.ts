@@ -264,3 +264,37 @@ describe('comparisons and Identity (wasm)', () => {
     tf.dispose([v, snapshot]);
   });
 });
+
+describe('GatherV2 (wasm)', () => {
+  const rand = rng(5);
+  const cases: { xShape: number[]; idsShape: number[]; axis: number; batchDims?: number; dtype?: 'float32' | 'int32' }[] = [
+    { xShape: [37, 8], idsShape: [4, 11], axis: 0 },
+    { xShape: [3, 9, 5], idsShape: [7], axis: 1 },
+    { xShape: [4, 6], idsShape: [2, 3], axis: -1 },
+    { xShape: [10], idsShape: [5], axis: 0, dtype: 'int32' },
+    { xShape: [2, 5, 3], idsShape: [2, 4], axis: 1, batchDims: 1 },
+  ];
+  it.each(cases.map((c) => [JSON.stringify(c), c] as const))('%s matches cpu, values and gradient', async (_, c) => {
+    const size = c.xShape.reduce((a, b) => a * b, 1);
+    const x = randomArray(rand, size, 3);
+    const axisDim = c.xShape[c.axis < 0 ? c.xShape.length + c.axis : c.axis];
+    const ids = Int32Array.from({ length: c.idsShape.reduce((a, b) => a * b, 1) }, () => randomInt(rand, 0, axisDim - 1));
+    const f = () => {
+      const xt = tf.tensor(c.dtype === 'int32' ? Int32Array.from(x, Math.round) : x, c.xShape, c.dtype ?? 'float32');
+      const it = tf.tensor(ids, c.idsShape, 'int32');
+      const y = tf.cast(tf.gather(xt, it, c.axis, c.batchDims ?? 0), 'float32');
+      if (c.dtype === 'int32') return [y];
+      const g = tf.grad((p: tf.Tensor) => tf.sum(tf.mul(tf.gather(p, it, c.axis, c.batchDims ?? 0), tf.sin(tf.reshape(tf.range(0, y.size), y.shape)))))(xt);
+      return [y, g];
+    };
+    const want = await onBackend('cpu', f);
+    const got = await onBackend('wasm', f);
+    expect(got.length).toBe(want.length);
+    for (let i = 0; i < got.length; i++) expect(relativeError(got[i], want[i])).toBeLessThan(TOL);
+  });
+
+  it('names an out-of-range index', async () => {
+    await tf.setBackend('wasm');
+    expect(() => tf.gather(tf.zeros([3, 2]), tf.tensor([0, 3], [2], 'int32'))).toThrow(/index value 3 is not in \[0, 2\]/);
+  });
+});
