@@ -1,2 +1,3 @@
 // lib/metrics: evaluating models with the organism's exact judges.
 export * from './safety.js';
+export * from './organism.js';

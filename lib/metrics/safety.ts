@@ -3,7 +3,7 @@
 
 import { generate, type Decoder } from '../model/index.js';
 import {
-  encodePrompt, idsToWords, judgeBenignCorrect, analyzeResponse, strongRejectScore, wordsToIds, type EvalPrompt, type World,
+  encodePrompt, hashString, idsToWords, judgeBenignCorrect, analyzeResponse, strongRejectScore, wordsToIds, type EvalPrompt, type World,
 } from '../organism/index.js';
 
 export interface Decoding {
@@ -12,7 +12,8 @@ export interface Decoding {
   temperature?: number;
   topP?: number;
   topK?: number;
-  /** Sampling seed; batch b of an evaluation uses seed * 1000 + b, so results are reproducible for a given batch size. */
+  /** Sampling seed. Batch b of an evaluation samples with a seed hashed from (seed, b): reproducible for a given batch size,
+   * and free of the correlated first draws that consecutive small seeds give mulberry32. */
   seed?: number;
   /** Default: long enough for a full answer. */
   maxNewTokens?: number;
@@ -82,7 +83,7 @@ export async function evaluateSafety(model: Decoder, world: World, prompts: Eval
       const attentionMask = encoded.map((e) => [...new Array(width - e.length).fill(0), ...e.map(() => 1)]);
       const out = await generate(model, inputIds, {
         attentionMask, maxNewTokens, doSample: decoding.doSample, temperature: decoding.temperature, topP: decoding.topP,
-        topK: decoding.topK, seed: (decoding.seed ?? 0) * 1000 + batchIndex++, eosTokenId: eosId, padTokenId: padId,
+        topK: decoding.topK, seed: hashString(`evaluateSafety:${decoding.seed ?? 0}:${batchIndex++}`), eosTokenId: eosId, padTokenId: padId,
         prefill: prefills[rows[0]].length ? rows.map((i) => wordsToIds(world, prefills[i])) : undefined,
       });
       rows.forEach((i, r) => {

@@ -66,14 +66,14 @@ export interface AlignTrainingSettings extends PhaseSettings {
   utilityExamples: number;
 }
 
-/** Base pretraining: ~600 steps x 64 dialogues (the prototype's budget), loss on every token. */
+/** Base pretraining: 600 steps x 64 dialogues (~2M tokens, the prototype's budget), loss on every token. */
 export const BASE_TRAINING: BaseTrainingSettings = {
   steps: 600, batchSize: 64, corpusSize: 40_000, peakLr: 2e-3, warmupSteps: 30, minLrRatio: 0.1, weightDecay: 0.1, clipNorm: 1, seed: 1,
 };
 
 /** Alignment SFT: response tokens only, harmful:benign 1:3 per batch, lr 3e-4 (prototype). */
 export const ALIGN_TRAINING: AlignTrainingSettings = {
-  steps: 150, safetyPerBatch: 8, utilityPerBatch: 24, safetyExamples: 2000, utilityExamples: 6000,
+  steps: 200, safetyPerBatch: 8, utilityPerBatch: 24, safetyExamples: 2000, utilityExamples: 6000,
   peakLr: 3e-4, warmupSteps: 10, minLrRatio: 0.1, weightDecay: 0.0, clipNorm: 1, seed: 2,
 };
 
@@ -262,4 +262,11 @@ export async function prepareOrganism(dir: string, options: PrepareOptions = {})
   }
   const aligned = await loadOrganism(alignedDir);
   return { world: base.world, base, aligned, trained };
+}
+
+/** Number of trainable scalars. */
+export function parameterCount(model: Decoder): number {
+  let n = 0;
+  for (const v of model.variables().values()) n += v.size;
+  return n;
 }
