@@ -26,10 +26,10 @@ afterAll(() => {
 /** log_softmax of the last-position logits of `seq`, by a plain forward pass. */
 function lastLogprobs(model: Decoder, seq: number[]): Float64Array {
   const logits = tf.tidy(() => model.forward([seq]).logits.slice([0, seq.length - 1, 0], [1, 1, -1]));
-  const row = logits.dataSync();
+  const row = logits.dataSync() as Float32Array;
   logits.dispose();
   const max = Math.max(...row);
-  const lse = max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
+  const lse = max + Math.log(row.reduce((s: number, x: number) => s + Math.exp(x - max), 0));
   return Float64Array.from(row, (x) => x - lse);
 }
 

@@ -38,7 +38,7 @@ describe.each(FIXTURE_MODELS)('%s matches transformers', (name) => {
     });
 
     const [B, T, V] = out.logits.shape;
-    const logits = out.logits.dataSync();
+    const logits = out.logits.dataSync() as Float32Array;
     const refLogits = exp.get('logits')!.data;
     // next-token log-probs (computed here in float64 from our logits)
     const nextRef = exp.get('next_token_logprobs')!.data;
@@ -47,7 +47,7 @@ describe.each(FIXTURE_MODELS)('%s matches transformers', (name) => {
       for (let t = 0; t < T - 1; t++) {
         const row = logits.subarray((b * T + t) * V, (b * T + t + 1) * V);
         const max = Math.max(...row);
-        const lse = max + Math.log(row.reduce((s, x) => s + Math.exp(x - max), 0));
+        const lse = max + Math.log(row.reduce((s: number, x: number) => s + Math.exp(x - max), 0));
         next.push(row[ids[b][t + 1]] - lse);
       }
     }

@@ -238,7 +238,7 @@ describe('gradients', () => {
     const W = model.embeddingMatrix();
     const oneHot = tf.oneHot(tf.tensor2d(TOKENS, [2, 12], 'int32'), model.config.vocabSize).toFloat() as tf.Tensor3D;
     const f = (x: tf.Tensor3D) => loss(model.forward(null, { inputsEmbeds: tf.matMul(x.reshape([24, -1]), W).reshape([2, 12, -1]) as tf.Tensor3D }).logits);
-    const grad = tf.grad(f)(oneHot);
+    const grad = tf.grad((x: tf.Tensor) => f(x as tf.Tensor3D))(oneHot);
     const raw = tf.randomNormal(oneHot.shape, 0, 1, 'float32', 3);
     const dir = tf.div(raw, tf.norm(raw)); // unit direction
     raw.dispose();
@@ -271,7 +271,7 @@ describe('createModel', () => {
     const b = createModel(VARIANTS['llama tied, GQA 4'], { seed: 1 });
     const c = createModel(VARIANTS['llama tied, GQA 4'], { seed: 2 });
     const name = 'model.layers.0.mlp.up_proj.weight';
-    const va = a.variables().get(name)!.dataSync();
+    const va = a.variables().get(name)!.dataSync() as Float32Array;
     expect(Array.from(b.variables().get(name)!.dataSync())).toEqual(Array.from(va));
     expect(Array.from(c.variables().get(name)!.dataSync())).not.toEqual(Array.from(va));
     const mean = va.reduce((s, x) => s + x, 0) / va.length;
