@@ -123,6 +123,25 @@ describe('train loop', () => {
     expect(runs[0].log.map((l) => l.lr).slice(0, 2)).toEqual([0.025, 0.05]);
   });
 
+  it('calls eval callbacks on schedule and passes batch extras to the objective', async () => {
+    const { model, params, sampler } = setup();
+    const seenExtras: unknown[] = [];
+    const base = crossEntropyObjective();
+    const objective = { name: 'with_extras', compute: (m: typeof model, batch: Parameters<typeof base.compute>[1]) => {
+      seenExtras.push(batch.extras.rows);
+      return base.compute(m, batch);
+    } };
+    const evalSteps: number[] = [];
+    const run = await train({
+      model, params, objective, sampler, padId: 0, schedule: { ...schedule, totalSteps: 7 }, evalEvery: 3,
+      onEval: (step) => { evalSteps.push(step); return { score: step * 2 }; },
+      batchExtras: (examples) => ({ rows: examples.length }),
+    });
+    expect(evalSteps).toEqual([3, 6, 7]);
+    expect(run.evals).toEqual([{ step: 3, metrics: { score: 6 } }, { step: 6, metrics: { score: 12 } }, { step: 7, metrics: { score: 14 } }]);
+    expect(seenExtras).toEqual(new Array(7).fill(5));
+  });
+
   it('resumes after interruption to exactly the uninterrupted result, without leaking tensors', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-train-'));
     try {
