@@ -21,7 +21,8 @@ describe.each(Object.keys(TOKENIZER_DIRS))('%s tokenizer', (name) => {
     tok = await loadTokenizer(TOKENIZER_DIRS[name]);
   });
 
-  it.each(fx.strings.map((s: any, i: number) => ({ i, s })))('string $i: ids and decodes', ({ s }: { s: any }) => {
+  const strings: { i: number; s: any }[] = fx.strings.map((s: any, i: number) => ({ i, s }));
+  it.each(strings)('string $i: ids and decodes', ({ s }) => {
     expect(tok.encode(s.text)).toEqual(s.ids_with_special);
     expect(tok.encode(s.text, { addSpecialTokens: false })).toEqual(s.ids_no_special);
     expect(tok.decode(s.ids_with_special)).toBe(s.decode_with_special);
