@@ -120,7 +120,8 @@ export function progress(total: number, options: ProgressOptions = {}): Progress
     state.elapsedMs = t - started;
     const line = formatProgress(state);
     if (mode === 'notebook') {
-      display({ data: { 'text/plain': line } }, { displayId, update: drawn });
+      // The flag lets scripts/nb.ts echo the bar to the terminal while a long cell runs.
+      display({ data: { 'text/plain': line }, metadata: { deepalign: { progress: true } } }, { displayId, update: drawn });
     } else if (mode === 'tty') {
       write(`\r${line}\x1b[K${final ? '\n' : ''}`);
     } else if (mode === 'log') {

@@ -114,7 +114,30 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
     if (last?.output_type === 'stream' && last.name === name) last.text += text;
     else capture.outputs.push({ output_type: 'stream', name, text });
   };
+  // Progress bars (lib/report) mark their displays; echo them to the terminal so a long cell
+  // shows signs of life: one rewritten line on a TTY, a line every 10 s in a log.
+  const echoTty = process.stderr.isTTY === true;
+  let lastEcho = -Infinity;
+  let echoOpen = false;
+  const echoProgress = (message: DisplayMessage) => {
+    const meta = message.metadata?.deepalign as { progress?: boolean } | undefined;
+    const line = message.data['text/plain'];
+    if (!meta?.progress || typeof line !== 'string') return;
+    const now = performance.now();
+    if (echoTty) {
+      realStderrWrite(`\r    ${line}\x1b[K`);
+      echoOpen = true;
+    } else if (now - lastEcho >= 10_000) {
+      realStderrWrite(`    ${line}\n`);
+      lastEcho = now;
+    }
+  };
+  const closeEcho = () => {
+    if (echoOpen) realStderrWrite('\n');
+    echoOpen = false;
+  };
   const onDisplay = (message: DisplayMessage, update: boolean) => {
+    echoProgress(message);
     const id = message.transient?.display_id;
     const existing = id ? displays.get(id) : undefined;
     if (update && existing) {
@@ -169,6 +192,7 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
         process.stdout.write = originalWrites.stdout;
         process.stderr.write = originalWrites.stderr;
       }
+      closeEcho();
       const secs = (performance.now() - cellStart) / 1000;
       result.cellSeconds.push(secs);
       for (const o of cell.outputs!) if (o.output_type === 'stream') o.text = foldCarriageReturns(o.text);
