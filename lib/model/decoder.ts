@@ -303,7 +303,12 @@ export interface AttentionOptions {
   onScores?: (scores: Tensor) => Tensor;
   /** hook on the probabilities [B, H, Tq, Tk] */
   onPattern?: (probs: Tensor) => Tensor;
+  /** whether the caller uses `probs` (outputAttentions or hooks); a fused kernel may skip them otherwise */
+  needProbs?: boolean;
 }
+
+/** One attention implementation: same inputs and outputs as `attention` below. */
+export type AttentionFn = (q: Tensor, k: Tensor, v: Tensor, mask: Tensor | undefined, opts: AttentionOptions) => { output: Tensor; probs?: Tensor };
 
 /**
  * Eager scaled-dot-product attention with grouped KV heads.
@@ -327,6 +332,19 @@ export function attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | undefi
   if (opts.onPattern) probs = opts.onPattern(probs);
   const output = tf.matMul(probs.reshape([B, Hkv, g * Tq, Tk]), v).reshape([B, H, Tq, dh]);
   return { output, probs };
+}
+
+/** Attention implementations by name (transformers' ALL_ATTENTION_FUNCTIONS); 'eager' is the reference. */
+const ATTENTION_IMPLEMENTATIONS = new Map<string, AttentionFn>([['eager', attention]]);
+
+/**
+ * Make an attention implementation (e.g. a fused kernel from lib/engine) selectable by name via
+ * `model.attnImplementation = name` or `forward(..., {attnImplementation: name})`. It must honour
+ * the mask, scale, softcap and hooks exactly as `attention` does, and return `probs` whenever
+ * `opts.needProbs` is true.
+ */
+export function registerAttention(name: string, fn: AttentionFn): void {
+  ATTENTION_IMPLEMENTATIONS.set(name, fn);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -386,6 +404,8 @@ export interface ForwardOptions {
   hooks?: HookSet;
   /** names whose activations are returned in `out.activations` (runWithCache) */
   cacheNames?: (name: HookName) => boolean;
+  /** attention implementation registered with registerAttention (default: model.attnImplementation) */
+  attnImplementation?: string;
 }
 
 export interface ForwardOutput {
@@ -438,6 +458,8 @@ export class Decoder {
   private readonly params: Map<string, tf.Variable>;
   private readonly blocks: BlockParams[];
   private readonly invFreq: Partial<Record<LayerType, Float32Array>> = {};
+  /** the attention implementation forward uses unless told otherwise ('eager' = the reference) */
+  attnImplementation = 'eager';
 
   constructor(config: ModelConfig, params: Map<string, tf.Variable>) {
     this.config = config;
@@ -576,6 +598,10 @@ export class Decoder {
     const Hkv = cfg.nKvHeads;
     const dh = cfg.dHead;
     const scale = (cfg.queryPreAttnScalar ?? dh) ** -0.5;
+    const implName = opts.attnImplementation ?? this.attnImplementation;
+    const attend = ATTENTION_IMPLEMENTATIONS.get(implName);
+    if (!attend) throw new Error(`forward: unknown attention implementation "${implName}"; registered: ${[...ATTENTION_IMPLEMENTATIONS.keys()].join(', ')}`);
+    const hooked = !hooks.empty || opts.cacheNames !== undefined;
 
     for (let i = 0; i < cfg.nLayers; i++) {
       const p = this.blocks[i];
@@ -618,13 +644,17 @@ export class Decoder {
         newValues.push(vh);
       }
       const layerScale = cfg.scaleAttnByInverseLayerIdx ? scale / (i + 1) : scale;
-      const { output, probs } = attention(q.transpose([0, 2, 1, 3]), kh, vh, masks[lt], {
+      const { output, probs } = attend(q.transpose([0, 2, 1, 3]), kh, vh, masks[lt], {
         scale: layerScale,
         softcap: cfg.attnSoftcap,
-        onScores: hooks.empty && !opts.cacheNames ? undefined : (s) => hook(`blocks.${i}.attn.hook_attn_scores`, s, i),
-        onPattern: hooks.empty && !opts.cacheNames ? undefined : (s) => hook(`blocks.${i}.attn.hook_pattern`, s, i),
+        onScores: hooked ? (s) => hook(`blocks.${i}.attn.hook_attn_scores`, s, i) : undefined,
+        onPattern: hooked ? (s) => hook(`blocks.${i}.attn.hook_pattern`, s, i) : undefined,
+        needProbs: !!opts.outputAttentions || hooked,
       });
-      if (opts.outputAttentions) attentions.push(probs);
+      if (opts.outputAttentions) {
+        if (!probs) throw new Error(`forward: attention implementation "${implName}" returned no probabilities but outputAttentions is set`);
+        attentions.push(probs);
+      }
       const z = hook(`blocks.${i}.attn.hook_z`, output.transpose([0, 2, 1, 3]), i); // [B, T, H, dh]
       let attnOut = linear(z.reshape([B, T, H * dh]), p.o);
       if (p.attnOutNorm) attnOut = applyNorm(cfg, attnOut, p.attnOutNorm);

@@ -290,3 +290,30 @@ describe('createModel', () => {
     [a, b, c, g, fromCfg].forEach((m) => m.dispose());
   });
 });
+
+describe('attention implementations', () => {
+  it('a registered implementation is used by name; a naive repeat-KV version agrees with eager', async () => {
+    const { registerAttention } = await import('../../lib/model/index.js');
+    let calls = 0;
+    // textbook attention: materialise repeated K/V heads, then softmax(q k^T * scale + mask) v
+    registerAttention('naive-test', (q, k, v, mask, opts) => {
+      calls++;
+      const g = q.shape[1]! / k.shape[1]!;
+      const rep = (x: tf.Tensor) => tf.concat(tf.split(x, x.shape[1]!, 1).flatMap((h) => Array(g).fill(h)), 1);
+      let scores = tf.mul(tf.matMul(q, rep(k), false, true), opts.scale);
+      if (opts.softcap !== undefined) scores = tf.mul(tf.tanh(tf.div(scores, opts.softcap)), opts.softcap);
+      if (mask) scores = tf.add(scores, mask);
+      const probs = tf.softmax(scores);
+      return { output: tf.matMul(probs, rep(v)), probs };
+    });
+    const model = createModel(VARIANTS['gemma2 strong softcaps'], { seed: 3 });
+    const eager = model.forward(IDS, { attentionMask: MASK, outputAttentions: true });
+    const naive = model.forward(IDS, { attentionMask: MASK, outputAttentions: true, attnImplementation: 'naive-test' });
+    expect(calls).toBe(model.config.nLayers);
+    expect(relErr(naive.logits, eager.logits.dataSync())).toBeLessThan(1e-5);
+    expect(relErr(naive.attentions![0], eager.attentions![0].dataSync())).toBeLessThan(1e-5);
+    expect(() => model.forward(IDS, { attnImplementation: 'flash' })).toThrow('forward: unknown attention implementation "flash"; registered: eager, naive-test');
+    tf.dispose([eager.logits, naive.logits, ...eager.attentions!, ...naive.attentions!]);
+    model.dispose();
+  });
+});
