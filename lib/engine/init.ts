@@ -11,6 +11,7 @@ import { batchMatMulWasmConfig } from './kernels/wasmBatchMatMul.js';
 import { compareWasmConfigs, gatherWasmConfig, identityWasmConfig } from './kernels/wasmElementwise.js';
 import { nativeMatMulCpuConfig, nativeMatMulWasmConfig } from './kernels/nativeMatMul.js';
 import { loadNative } from './native.js';
+import { registerFusedKernels } from './fused.js';
 import { probeTfjsNode, probeWebGpu } from './probe.js';
 
 /**
@@ -221,6 +222,7 @@ async function selectBackend(
 ): Promise<EngineReport> {
   // The cpu fix applies whatever runs: cpu stays registered and tfjs falls back to it per kernel.
   overrideKernel(unsortedSegmentSumCpuConfig);
+  registerFusedKernels();
   const cpuFix = 'UnsortedSegmentSum (cpu): one-pass scatter-add kernel (stock: O(numSegments x N x D) one-hot compare)';
   const order: BackendName[] = forced !== undefined ? [forced] : [...BACKENDS];
   const tried: BackendAttempt[] = [];

@@ -1,0 +1,265 @@
+// Fused transformer ops with hand-written gradients (tf.customGrad): the same math as the plain-op
+// compositions in lib/model, in fewer kernel calls forward and backward. Each is tested against
+// its composition on values and gradients (test/engine/fused.test.ts). RoPE additionally has a
+// one-pass kernel on the wasm and cpu backends (its gradient is the rotation by -angle).
+import { tf } from './tf.js';
+
+type Tensor = tf.Tensor;
+
+/** Sums `g` (shaped like a broadcast result) back to `shape`, as a broadcast operand's gradient. */
+function reduceTo(g: Tensor, shape: number[]): Tensor {
+  const axes = tf.backend_util.getReductionAxes(shape, g.shape);
+  const summed = axes.length ? tf.sum(g, axes) : g;
+  return tf.reshape(summed, shape);
+}
+
+/**
+ * RMSNorm over the last axis: x * rsqrt(mean(x^2) + eps) * (w + offset). offset 1 is Gemma's
+ * (1 + w) convention. x [..., D], w [D].
+ * Backward with n = x * r, r = rsqrt(mean(x^2) + eps), s = w + offset:
+ *   dw = sum(dy * n),  dx = r * (dy*s - n * mean(dy*s * n)).
+ */
+export function rmsNorm(x: Tensor, w: Tensor, eps: number, opts: { offset?: 0 | 1 } = {}): Tensor {
+  const offset = opts.offset ?? 0;
+  const f = tf.customGrad((xi: Tensor | tf.GradSaveFunc, wi: Tensor | tf.GradSaveFunc, save: Tensor | tf.GradSaveFunc) => {
+    const [x_, w_] = [xi as Tensor, wi as Tensor];
+    const r = tf.rsqrt(tf.add(tf.mean(tf.square(x_), -1, true), eps));
+    const n = tf.mul(x_, r);
+    const s = offset ? tf.add(w_, offset) : w_;
+    (save as tf.GradSaveFunc)([n, r, s]);
+    return {
+      value: tf.mul(n, s),
+      gradFunc: (dy: Tensor, [nS, rS, sS]: Tensor[]) => {
+        const ds = tf.mul(dy, sS);
+        const dx = tf.mul(rS, tf.sub(ds, tf.mul(nS, tf.mean(tf.mul(ds, nS), -1, true))));
+        const dw = reduceTo(tf.mul(dy, nS), sS.shape);
+        return [dx, dw];
+      },
+    };
+  });
+  return f(x, w);
+}
+
+/**
+ * SwiGLU's gating: silu(gate) * up, elementwise. Backward with s = sigmoid(gate):
+ *   dgate = dy * up * s * (1 + gate * (1 - s)),  dup = dy * gate * s.
+ */
+export function swiglu(gate: Tensor, up: Tensor): Tensor {
+  tf.util.assert(
+    gate.shape.length === up.shape.length && gate.shape.every((d, i) => d === up.shape[i]),
+    () => `swiglu: \`gate\` [${gate.shape}] and \`up\` [${up.shape}] must have the same shape`,
+  );
+  const f = tf.customGrad((gi: Tensor | tf.GradSaveFunc, ui: Tensor | tf.GradSaveFunc, save: Tensor | tf.GradSaveFunc) => {
+    const [g, u] = [gi as Tensor, ui as Tensor];
+    const s = tf.sigmoid(g);
+    const silu = tf.mul(g, s);
+    (save as tf.GradSaveFunc)([g, u, s, silu]);
+    return {
+      value: tf.mul(silu, u),
+      gradFunc: (dy: Tensor, [gS, uS, sS, siluS]: Tensor[]) => {
+        const dsilu = tf.mul(sS, tf.add(1, tf.mul(gS, tf.sub(1, sS))));
+        return [tf.mul(tf.mul(dy, uS), dsilu), tf.mul(dy, siluS)];
+      },
+    };
+  });
+  return f(gate, up);
+}
+
+export interface FusedAttentionOptions {
+  /** multiplies q·k */
+  scale: number;
+  /** tanh soft-cap of the scaled scores, before the mask */
+  softcap?: number;
+}
+
+/**
+ * Scaled-dot-product attention with grouped KV heads, forward and backward by hand:
+ * q [B, H, Tq, dh], k/v [B, Hkv, Tk, dh], additive mask [1|B, 1, Tq, Tk] (or undefined).
+ * Query head h reads KV head floor(h / (H / Hkv)). Returns output [B, H, Tq, dh] and probs
+ * [B, H, Tq, Tk]; gradients flow through `output` to q, k, v (and the mask); `probs` is a
+ * by-product for outputAttentions and carries no gradient.
+ * Backward (per KV group, S = scores, P = softmax(S), dO): dV = Pᵀ dO, dP = dO Vᵀ,
+ * dS = P * (dP - rowsum(dP * P)) (times 1 - tanh² under softcap), dQ = dS K * scale,
+ * dK = dSᵀ Q * scale.
+ */
+export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | undefined, opts: FusedAttentionOptions): { output: Tensor; probs: Tensor } {
+  const [B, H, Tq, dh] = q.shape;
+  const [Bk, Hkv, Tk, dhk] = k.shape;
+  tf.util.assert(
+    q.rank === 4 && k.rank === 4 && v.rank === 4 && Bk === B && dhk === dh && H % Hkv === 0 &&
+      v.shape.every((d, i) => d === k.shape[i]),
+    () => `fusedAttention: expected q [B, H, Tq, dh], k and v [B, Hkv, Tk, dh] with H a multiple of Hkv; ` +
+      `got q [${q.shape}], k [${k.shape}], v [${v.shape}]`,
+  );
+  const g = H / Hkv;
+  const { scale, softcap } = opts;
+  let probsOut: Tensor | null = null;
+
+  const forward = (qi: Tensor, ki: Tensor, vi: Tensor, maskI: Tensor | null, save: tf.GradSaveFunc) => {
+    const qg = tf.reshape(qi, [B, Hkv, g * Tq, dh]);
+    let s = tf.mul(tf.matMul(qg, ki, false, true), scale); // [B, Hkv, g*Tq, Tk]
+    let capped: Tensor | null = null;
+    if (softcap !== undefined) {
+      capped = tf.tanh(tf.div(s, softcap));
+      s = tf.mul(capped, softcap);
+    }
+    if (maskI !== null) s = tf.reshape(tf.add(tf.reshape(s, [B, H, Tq, Tk]), maskI), [B, Hkv, g * Tq, Tk]);
+    const p = tf.softmax(s, -1);
+    // customGrad's forward runs in its own tidy that keeps only the output: keep probs past it, and
+    // hand it back to the caller's scope below.
+    probsOut = tf.keep(tf.reshape(p, [B, H, Tq, Tk]));
+    save(capped === null ? [qg, ki, vi, p] : [qg, ki, vi, p, capped]);
+    return tf.reshape(tf.matMul(p, vi), [B, H, Tq, dh]);
+  };
+
+  const backward = (dy: Tensor, saved: Tensor[]) => {
+    const [qg, kS, vS, p, capped] = saved;
+    const dOg = tf.reshape(dy, [B, Hkv, g * Tq, dh]);
+    const dv = tf.matMul(p, dOg, true, false); // [B, Hkv, Tk, dh]
+    const dp = tf.matMul(dOg, vS, false, true); // [B, Hkv, g*Tq, Tk]
+    let ds = tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true)));
+    const dMaskFull = ds;
+    if (capped !== undefined) ds = tf.mul(ds, tf.sub(1, tf.square(capped)));
+    const dq = tf.reshape(tf.mul(tf.matMul(ds, kS), scale), [B, H, Tq, dh]);
+    const dk = tf.mul(tf.matMul(ds, qg, true, false), scale);
+    return { dq, dk, dv, dMaskFull };
+  };
+
+  let output: Tensor;
+  if (mask === undefined) {
+    const f = tf.customGrad((qi: Tensor | tf.GradSaveFunc, ki: Tensor | tf.GradSaveFunc, vi: Tensor | tf.GradSaveFunc, save: Tensor | tf.GradSaveFunc) => ({
+      value: forward(qi as Tensor, ki as Tensor, vi as Tensor, null, save as tf.GradSaveFunc),
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const { dq, dk, dv } = backward(dy, saved);
+        return [dq, dk, dv];
+      },
+    }));
+    output = f(q, k, v);
+  } else {
+    const maskShape = mask.shape;
+    const f = tf.customGrad((qi: Tensor | tf.GradSaveFunc, ki: Tensor | tf.GradSaveFunc, vi: Tensor | tf.GradSaveFunc, mi: Tensor | tf.GradSaveFunc, save: Tensor | tf.GradSaveFunc) => ({
+      value: forward(qi as Tensor, ki as Tensor, vi as Tensor, mi as Tensor, save as tf.GradSaveFunc),
+      gradFunc: (dy: Tensor, saved: Tensor[]) => {
+        const { dq, dk, dv, dMaskFull } = backward(dy, saved);
+        return [dq, dk, dv, reduceTo(tf.reshape(dMaskFull, [B, H, Tq, Tk]), maskShape)];
+      },
+    }));
+    output = f(q, k, v, mask);
+  }
+  const kept = probsOut as unknown as Tensor;
+  const probs = tf.clone(kept); // tracked by the caller's tidy scope, unlike the kept original
+  kept.dispose();
+  return { output, probs };
+}
+
+// ---------------------------------------------------------------------------------------------
+// RoPE
+
+export const ROPE_KERNEL = 'DeepalignRope';
+
+/**
+ * out[..., i] = x1 * cos - x2 * sin, out[..., i + half] = x2 * cos + x1 * sin, with x1 = x[..., i],
+ * x2 = x[..., i + half] (transformers' rotate_half convention). x [B, T, H, dh]; cos/sin
+ * [B or 1, T, 1, dh/2] (or [B or 1, T, dh/2]) broadcast over heads.
+ */
+function ropeLoop(x: ArrayLike<number>, cos: ArrayLike<number>, sin: ArrayLike<number>, out: Float32Array, B: number, T: number, H: number, dh: number, tableBatch: number, sinSign: number): void {
+  const half = dh / 2;
+  for (let b = 0; b < B; b++) {
+    for (let t = 0; t < T; t++) {
+      const tab = ((tableBatch === 1 ? 0 : b) * T + t) * half;
+      for (let h = 0; h < H; h++) {
+        const base = ((b * T + t) * H + h) * dh;
+        for (let i = 0; i < half; i++) {
+          const c = cos[tab + i];
+          const s = sinSign * sin[tab + i];
+          const x1 = x[base + i];
+          const x2 = x[base + i + half];
+          out[base + i] = x1 * c - x2 * s;
+          out[base + i + half] = x2 * c + x1 * s;
+        }
+      }
+    }
+  }
+}
+
+interface RopeAttrs { sinSign: number }
+
+function ropeGeometry(x: tf.TensorInfo, cos: tf.TensorInfo) {
+  const [B, T, H, dh] = x.shape;
+  return { B, T, H, dh, tableBatch: cos.shape[0] };
+}
+
+interface CpuLike {
+  data: { get(id: object): { values: ArrayLike<number> } };
+  makeTensorInfo(shape: number[], dtype: tf.DataType, values: Float32Array): tf.TensorInfo;
+}
+interface WasmLike {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(t: tf.TensorInfo): Float32Array;
+}
+
+export const ropeCpuConfig: tf.KernelConfig = {
+  kernelName: ROPE_KERNEL,
+  backendName: 'cpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, cos, sin } = inputs as { x: tf.TensorInfo; cos: tf.TensorInfo; sin: tf.TensorInfo };
+    const cpu = backend as unknown as CpuLike;
+    const g = ropeGeometry(x, cos);
+    const out = new Float32Array(tf.util.sizeFromShape(x.shape));
+    ropeLoop(cpu.data.get(x.dataId).values, cpu.data.get(cos.dataId).values, cpu.data.get(sin.dataId).values, out, g.B, g.T, g.H, g.dh, g.tableBatch, (attrs as unknown as RopeAttrs).sinSign);
+    return cpu.makeTensorInfo(x.shape, 'float32', out);
+  },
+};
+
+export const ropeWasmConfig: tf.KernelConfig = {
+  kernelName: ROPE_KERNEL,
+  backendName: 'wasm',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { x, cos, sin } = inputs as { x: tf.TensorInfo; cos: tf.TensorInfo; sin: tf.TensorInfo };
+    const wasm = backend as unknown as WasmLike;
+    const g = ropeGeometry(x, cos);
+    const out = wasm.makeOutput(x.shape, 'float32');
+    ropeLoop(wasm.typedArrayFromHeap(x), wasm.typedArrayFromHeap(cos), wasm.typedArrayFromHeap(sin), wasm.typedArrayFromHeap(out), g.B, g.T, g.H, g.dh, g.tableBatch, (attrs as unknown as RopeAttrs).sinSign);
+    return out;
+  },
+};
+
+/** The composition with plain ops (other backends, and the reference in tests). */
+export function ropeReference(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const half = x.shape[3]! / 2;
+  const [c, s] = [cos, sin].map((t) => (t.rank === 3 ? tf.expandDims(t, 2) : t));
+  const [x1, x2] = tf.split(x, [half, half], 3);
+  return tf.concat([tf.sub(tf.mul(x1, c), tf.mul(x2, s)), tf.add(tf.mul(x2, c), tf.mul(x1, s))], 3);
+}
+
+/**
+ * Rotary position embedding, one pass forward and backward on wasm/cpu (the gradient of a
+ * rotation is the rotation by the opposite angle); plain ops elsewhere. cos/sin carry no gradient.
+ */
+export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
+  const [B, T, , dh] = x.shape;
+  const tableOk = (t: Tensor) =>
+    (t.rank === 4 ? t.shape[2] === 1 && t.shape[3] === dh / 2 : t.rank === 3 && t.shape[2] === dh / 2) &&
+    (t.shape[0] === 1 || t.shape[0] === B) && t.shape[1] === T;
+  tf.util.assert(
+    x.rank === 4 && dh % 2 === 0 && tableOk(cos) && tableOk(sin) && cos.shape.every((d, i) => d === sin.shape[i]),
+    () => `rope: expected x [B, T, H, dh] (dh even) and cos/sin [B or 1, T, 1, dh/2]; got x [${x.shape}], cos [${cos.shape}], sin [${sin.shape}]`,
+  );
+  const native = tf.getKernel(ROPE_KERNEL, tf.getBackend()) !== undefined && x.dtype === 'float32';
+  if (!native) return ropeReference(x, cos, sin);
+  const f = tf.customGrad((xi: Tensor | tf.GradSaveFunc) => ({
+    value: tf.engine().runKernel(ROPE_KERNEL, { x: xi as Tensor, cos, sin }, { sinSign: 1 } as unknown as tf.NamedAttrMap) as Tensor,
+    gradFunc: (dy: Tensor) => tf.engine().runKernel(ROPE_KERNEL, { x: dy, cos, sin }, { sinSign: -1 } as unknown as tf.NamedAttrMap) as Tensor,
+  }));
+  return f(x);
+}
+
+/** Registers the RoPE kernel on cpu and wasm (idempotent); initEngine calls it. */
+export function registerFusedKernels(): string[] {
+  const registered: string[] = [];
+  for (const config of [ropeCpuConfig, ropeWasmConfig]) {
+    if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
+    registered.push(`${config.kernelName} (${config.backendName})`);
+  }
+  return registered;
+}

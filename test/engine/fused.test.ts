@@ -1,0 +1,132 @@
+// Fused ops against their plain-op compositions (lib/model's math), values and gradients, on cpu
+// and wasm.
+import { beforeAll, describe, expect, it } from 'vitest';
+import { fusedAttention, initEngine, rmsNorm, rope, ropeReference, swiglu, tf } from '../../lib/engine/index.js';
+import { onBackend, randomArray, relativeError, rng } from './helpers.js';
+
+const TOL = 1e-5;
+const BACKENDS = ['cpu', 'wasm'];
+
+beforeAll(async () => {
+  await initEngine({ backend: 'wasm' });
+});
+
+/** Compares f and g (values and gradients w.r.t. `inputs`) under a fixed non-uniform upstream gradient. */
+async function compare(
+  backend: string,
+  inputs: { data: Float32Array; shape: number[] }[],
+  fused: (...xs: tf.Tensor[]) => tf.Tensor,
+  plain: (...xs: tf.Tensor[]) => tf.Tensor,
+  tol = TOL,
+) {
+  const run = (f: (...xs: tf.Tensor[]) => tf.Tensor) => () => {
+    const xs = inputs.map((i) => tf.tensor(i.data, i.shape));
+    const y = f(...xs);
+    const w = tf.cos(tf.reshape(tf.range(0, y.size), y.shape));
+    const grads = tf.grads((...ps: tf.Tensor[]) => tf.sum(tf.mul(f(...ps), w)))(xs);
+    return [y, ...grads];
+  };
+  const want = await onBackend(backend, run(plain));
+  const before = tf.memory().numTensors;
+  const got = await onBackend(backend, run(fused));
+  expect(tf.memory().numTensors).toBe(before);
+  expect(got.length).toBe(want.length);
+  for (let i = 0; i < got.length; i++) expect(relativeError(got[i], want[i]), `output ${i}`).toBeLessThan(tol);
+}
+
+describe.each(BACKENDS)('fused ops on %s', (backend) => {
+  const rand = rng(backend === 'cpu' ? 11 : 12);
+
+  it.each([0, 1] as const)('rmsNorm (offset %i) matches x * rsqrt(mean(x^2) + eps) * (w + offset)', async (offset) => {
+    const [n, d] = [6, 24];
+    const plain = (x: tf.Tensor, w: tf.Tensor) => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), 1e-6))), offset ? tf.add(w, 1) : w);
+    await compare(backend, [{ data: randomArray(rand, 2 * n * d, 2), shape: [2, n, d] }, { data: randomArray(rand, d), shape: [d] }],
+      (x, w) => rmsNorm(x, w, 1e-6, { offset }), plain);
+  });
+
+  it('swiglu matches silu(gate) * up', async () => {
+    const shape = [5, 7, 11];
+    const size = 5 * 7 * 11;
+    await compare(backend, [{ data: randomArray(rand, size, 4), shape }, { data: randomArray(rand, size), shape }],
+      swiglu, (g, u) => tf.mul(tf.mul(g, tf.sigmoid(g)), u));
+  });
+
+  it('swiglu names mismatched shapes', () => {
+    expect(() => swiglu(tf.zeros([2, 3]), tf.zeros([3, 2]))).toThrow(/same shape/);
+  });
+
+  for (const tableBatch of [1, 2]) {
+    for (const rank of [3, 4]) {
+      it(`rope matches rotate_half with cos/sin of batch ${tableBatch}, rank ${rank}`, async () => {
+        const [B, T, H, dh] = [2, 5, 3, 8];
+        const tableShape = rank === 4 ? [tableBatch, T, 1, dh / 2] : [tableBatch, T, dh / 2];
+        const angles = randomArray(rand, tableBatch * T * dh / 2, 3);
+        const cos = tf.tensor(angles.map(Math.cos), tableShape);
+        const sin = tf.tensor(angles.map(Math.sin), tableShape);
+        await compare(backend, [{ data: randomArray(rand, B * T * H * dh), shape: [B, T, H, dh] }],
+          (x) => rope(x, cos, sin), (x) => ropeReference(x, cos, sin));
+        tf.dispose([cos, sin]);
+      });
+    }
+  }
+
+  it('rope names bad table shapes', () => {
+    expect(() => rope(tf.zeros([1, 4, 2, 8]), tf.zeros([1, 3, 1, 4]), tf.zeros([1, 3, 1, 4]))).toThrow(/cos\/sin/);
+  });
+
+  /** lib/model's eager attention: repeat K/V per query head, scores, softcap, mask, softmax. */
+  function plainAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: tf.Tensor | undefined, scale: number, softcap?: number) {
+    const [B, H, , dh] = q.shape;
+    const [, Hkv, Tk] = k.shape;
+    const rep = (t: tf.Tensor) => tf.reshape(tf.tile(tf.reshape(t, [B * Hkv, 1, Tk * dh]), [1, H / Hkv, 1]), [B, H, Tk, dh]);
+    let s = tf.mul(tf.matMul(q, rep(k), false, true), scale);
+    if (softcap !== undefined) s = tf.mul(tf.tanh(tf.div(s, softcap)), softcap);
+    if (mask) s = tf.add(s, mask);
+    const p = tf.softmax(s, -1);
+    return { output: tf.matMul(p, rep(v)), probs: p };
+  }
+
+  for (const [label, Hkv, softcap, maskKind] of [
+    ['MHA, causal mask', 4, undefined, 'causal'],
+    ['GQA 4:2, causal mask, softcap 5', 2, 5, 'causal'],
+    ['GQA 4:1, per-row padding mask', 1, undefined, 'padding'],
+    ['GQA 4:2, no mask (decode)', 2, undefined, 'none'],
+  ] as const) {
+    it(`fusedAttention matches eager attention: ${label}`, async () => {
+      const [B, H, Tq, Tk, dh] = [2, 4, maskKind === 'none' ? 1 : 6, 6, 8];
+      const scale = dh ** -0.5;
+      let mask: tf.Tensor | undefined;
+      if (maskKind === 'causal') {
+        mask = tf.tensor(Float32Array.from({ length: Tq * Tk }, (_, i) => (i % Tk > Math.floor(i / Tk) ? -1e9 : 0)), [1, 1, Tq, Tk]);
+      } else if (maskKind === 'padding') {
+        mask = tf.tensor(Float32Array.from({ length: B * Tk }, (_, i) => (i === 0 || i === Tk + 1 ? -1e9 : 0)), [B, 1, 1, Tk]);
+      }
+      const inputs = [
+        { data: randomArray(rand, B * H * Tq * dh, 2), shape: [B, H, Tq, dh] },
+        { data: randomArray(rand, B * Hkv * Tk * dh, 2), shape: [B, Hkv, Tk, dh] },
+        { data: randomArray(rand, B * Hkv * Tk * dh), shape: [B, Hkv, Tk, dh] },
+      ];
+      await compare(backend, inputs,
+        (q, k, v) => fusedAttention(q, k, v, mask, { scale, softcap }).output,
+        (q, k, v) => plainAttention(q, k, v, mask, scale, softcap).output);
+      // probs, and the mask's gradient when a mask is given
+      const [want] = await onBackend(backend, () => plainAttention(...inputs.map((i) => tf.tensor(i.data, i.shape)) as [tf.Tensor, tf.Tensor, tf.Tensor], mask, scale, softcap).probs);
+      const [got] = await onBackend(backend, () => fusedAttention(...inputs.map((i) => tf.tensor(i.data, i.shape)) as [tf.Tensor, tf.Tensor, tf.Tensor], mask, { scale, softcap }).probs);
+      expect(relativeError(got, want)).toBeLessThan(TOL);
+      if (mask) {
+        const maskGrad = (att: typeof plainAttention | 'fused') => () => {
+          const [q, k, v] = inputs.map((i) => tf.tensor(i.data, i.shape));
+          return tf.grad((m: tf.Tensor) => tf.sum(tf.mul(att === 'fused' ? fusedAttention(q, k, v, m, { scale, softcap }).output : att(q, k, v, m, scale, softcap).output, tf.cos(tf.reshape(tf.range(0, B * H * Tq * dh), [B, H, Tq, dh])))))(mask!);
+        };
+        const [wantM] = await onBackend(backend, maskGrad(plainAttention));
+        const [gotM] = await onBackend(backend, maskGrad('fused'));
+        expect(relativeError(gotM, wantM)).toBeLessThan(TOL);
+      }
+      mask?.dispose();
+    });
+  }
+
+  it('fusedAttention names inconsistent shapes', () => {
+    expect(() => fusedAttention(tf.zeros([1, 3, 2, 4]), tf.zeros([1, 2, 2, 4]), tf.zeros([1, 2, 2, 4]), undefined, { scale: 1 })).toThrow(/multiple of Hkv/);
+  });
+});
