@@ -36,6 +36,13 @@ const env = {
   // Silence debugpy's frozen-modules warning that ipykernel's Python prints on every start.
   PYDEVD_DISABLE_FILE_VALIDATION: '1',
 };
+// The kernel must be visible to Jupyter under its name (what `jupyter kernelspec list` shows).
+const specs = spawnSync('jupyter', ['kernelspec', 'list', '--json'], { env, encoding: 'utf8' });
+const listed = specs.status === 0 ? Object.keys((JSON.parse(specs.stdout) as { kernelspecs: Record<string, unknown> }).kernelspecs) : [];
+if (!listed.includes(KERNEL_NAME)) {
+  console.error(`test:jupyter: FAILED: jupyter kernelspec list does not show "${KERNEL_NAME}" (it shows: ${listed.join(', ') || specs.stderr})`);
+  process.exit(1);
+}
 const notebooks = listNotebooks(process.argv.slice(2));
 const started = performance.now();
 for (const nb of notebooks) {
