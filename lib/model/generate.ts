@@ -53,7 +53,8 @@ export interface GenerateOptions extends SamplingOptions {
   /** stop a row once its decoded new text contains one of these (needs `tokenizer`) */
   stopStrings?: string[];
   tokenizer?: { decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string };
-  /** forced response prefix (prefilling): the same ids for every row, or one list per row (equal lengths) */
+  /** forced response prefix (prefilling): the same ids for every row, or one list per row. Lists
+   *  of different lengths are allowed: shorter ones get extra left padding in `sequences`. */
   prefill?: number[] | number[][];
   /** record the top-k candidates with log-probs and ranks at every step */
   returnTopK?: number;
@@ -64,7 +65,8 @@ export interface GenerateOptions extends SamplingOptions {
 }
 
 export interface GenerateOutput {
-  /** prompt (with its padding) + forced prefix + free tokens, per row (as transformers returns) */
+  /** prompt (with its padding) + forced prefix + free tokens, per row (as transformers returns);
+   *  rows whose prefill is shorter than the longest are left-padded further */
   sequences: number[][];
   /** forced prefix + free tokens, per row */
   newTokens: number[][];
@@ -119,15 +121,19 @@ export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2
     : prompt.map((r) => r.map((t) => (inferMask && t === padKnown ? 0 : 1)));
   if (mask.length !== B || mask[0].length !== prompt[0].length) throw new Error(`generate: \`attentionMask\` must be [${B}, ${prompt[0].length}] like inputIds, got [${mask.length}, ${mask[0].length}]`);
   const forced: number[][] = !opts.prefill ? prompt.map(() => []) : Array.isArray(opts.prefill[0]) ? (opts.prefill as number[][]) : prompt.map(() => opts.prefill as number[]);
-  if (forced.length !== B || forced.some((f) => f.length !== forced[0].length)) throw new Error(`generate: \`prefill\` must be one id list or ${B} lists of equal length`);
-  const F = forced[0].length;
+  if (forced.length !== B) throw new Error(`generate: \`prefill\` must be one id list or ${B} lists (one per row), got ${forced.length} lists`);
+  const F = Math.max(...forced.map((f) => f.length));
   const record = opts.returnTopK !== undefined || opts.chooser !== undefined;
   const k = opts.returnTopK ?? 10;
   const processors = opts.doSample ? buildProcessors(opts) : [];
   const rand = mulberry32(opts.seed ?? 0);
   const useCache = opts.useCache ?? true;
 
-  const sequences = prompt.map((r) => [...r]);
+  // Rows with shorter forced prefixes get extra left padding, so that prompt + prefix ends at the
+  // same column in every row and one pass scores all forced tokens.
+  const extraPad = forced.map((f) => F - f.length);
+  const sequences = prompt.map((r, b) => [...Array(extraPad[b]).fill(padId), ...r, ...forced[b]]);
+  for (let b = 0; b < B; b++) mask[b] = [...Array(extraPad[b]).fill(0), ...mask[b], ...forced[b].map(() => 1)];
   const newTokens: number[][] = prompt.map(() => []);
   const steps: StepRecord[][] = prompt.map(() => []);
   const finished = new Array<boolean>(B).fill(false);
@@ -164,13 +170,13 @@ export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2
   };
 
   try {
-    // Prompt + forced prefix in one pass: the logits at the last F + 1 positions score the F
-    // forced tokens and propose the first free one.
-    let rows = step(forced, F + 1);
+    // Prompt + forced prefix in one pass: the logits at the last F + 1 positions score the
+    // forced tokens (row b's start at extraPad[b]) and propose the first free one.
+    let rows = step(prompt.map(() => []), F + 1);
     if (record) {
       for (let b = 0; b < B; b++) {
-        for (let j = 0; j < F; j++) {
-          const lp = logSoftmax(rows[b][j]);
+        for (let j = 0; j < forced[b].length; j++) {
+          const lp = logSoftmax(rows[b][extraPad[b] + j]);
           const id = forced[b][j];
           steps[b].push({ candidates: candidatesOf(lp, k), chosen: { id, logprob: lp[id], rank: rankOf(lp, id) }, forced: true });
         }
@@ -210,7 +216,7 @@ export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2
           finished[b] = true;
           finishReason[b] = 'eos';
         } else if (opts.stopStrings?.length) {
-          const text = opts.tokenizer!.decode(newTokens[b].slice(F));
+          const text = opts.tokenizer!.decode(newTokens[b].slice(forced[b].length));
           if (opts.stopStrings.some((ss) => text.includes(ss))) {
             finished[b] = true;
             finishReason[b] = 'stop_string';

@@ -120,6 +120,20 @@ describe('prefill, top-k records and chooser', () => {
     });
   });
 
+  it('prefixes of different lengths per row give each row what it gets alone', async () => {
+    const prefixes = [[7, 8, 9], [21]];
+    const batched = await generate(llama, prompt, { prefill: prefixes, maxNewTokens: 5, eosTokenId: null, returnTopK: 3 });
+    for (let b = 0; b < 2; b++) {
+      const alone = await generate(llama, [prompt[b]], { prefill: prefixes[b], maxNewTokens: 5, eosTokenId: null, returnTopK: 3 });
+      expect(batched.newTokens[b]).toEqual(alone.newTokens[0]);
+      expect(batched.steps![b].map((st) => st.chosen.rank)).toEqual(alone.steps![0].map((st) => st.chosen.rank));
+      batched.steps![b].forEach((st, t) => expect(st.chosen.logprob).toBeCloseTo(alone.steps![0][t].chosen.logprob, 4));
+    }
+    // the shorter prefix is left-padded so the rows stay rectangular
+    expect(batched.sequences[1].slice(0, 2)).toEqual([0, 0]);
+    expect(batched.sequences[0].length).toBe(batched.sequences[1].length);
+  });
+
   it('top-k candidates are sorted with ranks 1..k and match a plain forward pass', async () => {
     const g = await generate(llama, [prompt[1]], { maxNewTokens: 3, eosTokenId: null, returnTopK: 5 });
     const seq = g.sequences[0];
