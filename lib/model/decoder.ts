@@ -356,7 +356,8 @@ function activation(cfg: ModelConfig, x: Tensor): Tensor {
       return tf.mul(x, tf.sigmoid(x));
     case 'gelu_tanh': {
       // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))  (gelu_pytorch_tanh / gelu_new)
-      const inner = tf.mul(tf.add(x, tf.mul(tf.pow(x, 3), 0.044715)), Math.sqrt(2 / Math.PI));
+      // x * x^2 rather than pow(x, 3): pow is a slow generic kernel on the cpu backend
+      const inner = tf.mul(tf.add(x, tf.mul(tf.mul(x, tf.square(x)), 0.044715)), Math.sqrt(2 / Math.PI));
       return tf.mul(tf.mul(x, 0.5), tf.add(tf.tanh(inner), 1));
     }
     case 'gelu':
