@@ -9,6 +9,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -148,9 +149,11 @@ void sgemm_batched(const float* a, const float* b, float* c, const uint32_t* a_o
   std::vector<float> packed_b(b_panel_size * distinct_b.size());
 
   const int nthreads = threads();
-  // Row blocks: a multiple of MR, small enough that every thread gets work.
-  int mb = (m + nthreads - 1) / nthreads;
-  mb = std::min(std::max(MR, (mb + MR - 1) / MR * MR), 192);
+  // Row blocks: a multiple of MR. With several threads, blocks are small (48 rows) and handed out
+  // dynamically, so a thread the OS deschedules (the machine is shared) delays the product by at
+  // most one block instead of half of it.
+  int mb = nthreads == 1 ? 192 : 48;
+  mb = std::min(mb, (m + MR - 1) / MR * MR);
   const int m_blocks = (m + mb - 1) / mb;
   const long tasks = (long)batch * m_blocks;
   const double flops = 2.0 * batch * m * n * k;
@@ -275,6 +278,71 @@ napi_value Sgemm(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// AdamW for one parameter, every operation rounded to float32 in the order of lib/train's tf-op
+// composition (the build uses -ffp-contract=off, so no FMA contraction), hence bit-identical to it.
+// consts: B1, C1 = 1-b1, B2, C2 = 1-b2, D = 1-lr*wd, S2 = sqrt(1-b2^t), EPS, LRB = lr/(1-b1^t).
+void adamw_loop(const float* p, const float* g, const float* m, const float* v, float* p_out, float* m_out,
+                float* v_out, size_t n, const float* k, bool decay) {
+  const float B1 = k[0], C1 = k[1], B2 = k[2], C2 = k[3], D = k[4], S2 = k[5], EPS = k[6], LRB = k[7];
+  for (size_t i = 0; i < n; i++) {
+    const float gi = g[i];
+    const float m1 = m[i] * B1 + gi * C1;
+    const float gg = gi * gi;
+    const float v1 = v[i] * B2 + gg * C2;
+    const float decayed = decay ? p[i] * D : p[i];
+    const float denom = std::sqrt(v1) / S2 + EPS;
+    const float step = (m1 / denom) * LRB;
+    m_out[i] = m1;
+    v_out[i] = v1;
+    p_out[i] = decayed - step;
+  }
+}
+
+// adamw([p, g, m, v, pOut, mOut, vOut], offsets Uint32Array(7), n, consts Float32Array(8), decay)
+napi_value AdamW(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc != 5) {
+    napi_throw_type_error(env, nullptr, "adamw: expected 5 arguments (arrays, offsets, n, consts, decay)");
+    return nullptr;
+  }
+  float* ptr[7];
+  size_t len[7];
+  for (uint32_t i = 0; i < 7; i++) {
+    napi_value el;
+    if (napi_get_element(env, argv[0], i, &el) != napi_ok || !float_data(env, el, &ptr[i], &len[i])) {
+      napi_throw_type_error(env, nullptr, "adamw: arrays must be 7 Float32Arrays or ArrayBuffers (p, g, m, v, pOut, mOut, vOut)");
+      return nullptr;
+    }
+  }
+  uint32_t* off;
+  size_t noff;
+  if (!u32_data(env, argv[1], &off, &noff) || noff != 7) {
+    napi_throw_type_error(env, nullptr, "adamw: offsets must be a Uint32Array of 7 element offsets");
+    return nullptr;
+  }
+  int64_t n;
+  NAPI_CALL(env, napi_get_value_int64(env, argv[2], &n));
+  float* consts;
+  size_t nconst;
+  if (!float_data(env, argv[3], &consts, &nconst) || nconst != 8) {
+    napi_throw_type_error(env, nullptr, "adamw: consts must be a Float32Array of 8 values");
+    return nullptr;
+  }
+  bool decay;
+  NAPI_CALL(env, napi_get_value_bool(env, argv[4], &decay));
+  for (int i = 0; i < 7; i++) {
+    if (n < 0 || off[i] + (size_t)n > len[i]) {
+      napi_throw_range_error(env, nullptr, "adamw: an operand runs past the end of its buffer");
+      return nullptr;
+    }
+  }
+  adamw_loop(ptr[0] + off[0], ptr[1] + off[1], ptr[2] + off[2], ptr[3] + off[3], ptr[4] + off[4], ptr[5] + off[5],
+             ptr[6] + off[6], (size_t)n, consts, decay);
+  return nullptr;
+}
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -303,6 +371,7 @@ napi_value Info(napi_env env, napi_callback_info) {
 napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sgemm", nullptr, Sgemm, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"adamw", nullptr, AdamW, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

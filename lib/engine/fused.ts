@@ -3,6 +3,7 @@
 // its composition on values and gradients (test/engine/fused.test.ts). RoPE additionally has a
 // one-pass kernel on the wasm and cpu backends (its gradient is the rotation by -angle).
 import { tf } from './tf.js';
+import type { NativeAddon } from './native.js';
 
 type Tensor = tf.Tensor;
 
@@ -254,12 +255,149 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   return f(x);
 }
 
-/** Registers the RoPE kernel on cpu and wasm (idempotent); initEngine calls it. */
+/** Registers the RoPE and AdamW kernels on cpu and wasm (idempotent); initEngine calls it. */
 export function registerFusedKernels(): string[] {
   const registered: string[] = [];
-  for (const config of [ropeCpuConfig, ropeWasmConfig]) {
+  for (const config of [ropeCpuConfig, ropeWasmConfig, adamwCpuConfig, adamwWasmConfig]) {
     if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
     registered.push(`${config.kernelName} (${config.backendName})`);
   }
   return registered;
+}
+
+// ---------------------------------------------------------------------------------------------
+// AdamW
+
+export const ADAMW_KERNEL = 'DeepalignAdamW';
+
+export interface AdamWUpdateOptions {
+  /** learning rate of this step */
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  /** decoupled weight decay; 0 for parameters without decay */
+  weightDecay: number;
+  /** step number t (1-based) for the bias corrections */
+  step: number;
+}
+
+/**
+ * One AdamW update of one parameter, the same float32 arithmetic as lib/train's AdamW
+ * (torch.optim.AdamW): m' = b1 m + (1-b1) g; v' = b2 v + (1-b2) g^2;
+ * p' = p (1 - lr wd) - (m' / (sqrt(v') / sqrt(1 - b2^t) + eps)) * (lr / (1 - b1^t)).
+ * Each operation is rounded to float32 in the same order as that composition, so on the cpu
+ * backend the result is bit-identical to it.
+ */
+function adamwLoop(
+  p: ArrayLike<number>, g: ArrayLike<number>, m: ArrayLike<number>, v: ArrayLike<number>,
+  pOut: Float32Array, mOut: Float32Array, vOut: Float32Array, a: AdamWUpdateOptions,
+): void {
+  const fr = Math.fround;
+  const B1 = fr(a.beta1), C1 = fr(1 - a.beta1), B2 = fr(a.beta2), C2 = fr(1 - a.beta2);
+  const decay = a.weightDecay > 0;
+  const D = fr(1 - a.lr * a.weightDecay);
+  const S2 = fr(Math.sqrt(1 - a.beta2 ** a.step));
+  const EPS = fr(a.eps);
+  const LRB = fr(a.lr / (1 - a.beta1 ** a.step));
+  for (let i = 0; i < pOut.length; i++) {
+    const gi = g[i];
+    const m1 = fr(fr(m[i] * B1) + fr(gi * C1));
+    const v1 = fr(fr(v[i] * B2) + fr(fr(gi * gi) * C2));
+    const decayed = decay ? fr(p[i] * D) : p[i];
+    const denom = fr(fr(fr(Math.sqrt(v1)) / S2) + EPS);
+    mOut[i] = m1;
+    vOut[i] = v1;
+    pOut[i] = fr(decayed - fr(fr(m1 / denom) * LRB));
+  }
+}
+
+/** The float32 constants of adamwLoop, in the native addon's order. */
+function adamwConsts(a: AdamWUpdateOptions): Float32Array {
+  return Float32Array.of(
+    a.beta1, 1 - a.beta1, a.beta2, 1 - a.beta2, 1 - a.lr * a.weightDecay,
+    Math.sqrt(1 - a.beta2 ** a.step), a.eps, a.lr / (1 - a.beta1 ** a.step),
+  );
+}
+
+function adamwAttrs(attrs: tf.NamedAttrMap | undefined): AdamWUpdateOptions {
+  return attrs as unknown as AdamWUpdateOptions;
+}
+
+export const adamwCpuConfig: tf.KernelConfig = {
+  kernelName: ADAMW_KERNEL,
+  backendName: 'cpu',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { p, g, m, v } = inputs as Record<'p' | 'g' | 'm' | 'v', tf.TensorInfo>;
+    const cpu = backend as unknown as CpuLike;
+    const n = tf.util.sizeFromShape(p.shape);
+    const [pOut, mOut, vOut] = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+    const read = (t: tf.TensorInfo) => cpu.data.get(t.dataId).values;
+    adamwLoop(read(p), read(g), read(m), read(v), pOut, mOut, vOut, adamwAttrs(attrs));
+    return [cpu.makeTensorInfo(p.shape, 'float32', pOut), cpu.makeTensorInfo(p.shape, 'float32', mOut), cpu.makeTensorInfo(p.shape, 'float32', vOut)];
+  },
+};
+
+export const adamwWasmConfig: tf.KernelConfig = {
+  kernelName: ADAMW_KERNEL,
+  backendName: 'wasm',
+  kernelFunc: ({ inputs, backend, attrs }) => {
+    const { p, g, m, v } = inputs as Record<'p' | 'g' | 'm' | 'v', tf.TensorInfo>;
+    const wasm = backend as unknown as WasmLike;
+    const outs = [wasm.makeOutput(p.shape, 'float32'), wasm.makeOutput(p.shape, 'float32'), wasm.makeOutput(p.shape, 'float32')];
+    const view = (t: tf.TensorInfo) => wasm.typedArrayFromHeap(t); // after all allocations
+    adamwLoop(view(p), view(g), view(m), view(v), view(outs[0]), view(outs[1]), view(outs[2]), adamwAttrs(attrs));
+    return outs;
+  },
+};
+
+interface WasmHeapLike extends WasmLike {
+  wasm: { HEAPU8: Uint8Array };
+  dataIdMap: { get(dataId: object): { memoryOffset: number } };
+}
+
+/** The wasm AdamW kernel through the native addon (SIMD loop on the heap in place). */
+export function adamwWasmNativeConfig(addon: NativeAddon): tf.KernelConfig {
+  return {
+    kernelName: ADAMW_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend, attrs }) => {
+      const { p, g, m, v } = inputs as Record<'p' | 'g' | 'm' | 'v', tf.TensorInfo>;
+      const wasm = backend as unknown as WasmHeapLike;
+      const outs = [wasm.makeOutput(p.shape, 'float32'), wasm.makeOutput(p.shape, 'float32'), wasm.makeOutput(p.shape, 'float32')];
+      const buffer = wasm.wasm.HEAPU8.buffer as ArrayBuffer; // after all allocations
+      const offsets = Uint32Array.from([p, g, m, v, ...outs], (t) => wasm.dataIdMap.get(t.dataId).memoryOffset >>> 2);
+      const a = adamwAttrs(attrs);
+      addon.adamw([buffer, buffer, buffer, buffer, buffer, buffer, buffer], offsets, tf.util.sizeFromShape(p.shape), adamwConsts(a), a.weightDecay > 0);
+      return outs;
+    },
+  };
+}
+
+/** lib/train's composition with tf ops (other backends, and the reference in tests). */
+export function adamwReference(p: Tensor, g: Tensor, m: Tensor, v: Tensor, a: AdamWUpdateOptions): { p: Tensor; m: Tensor; v: Tensor } {
+  return tf.tidy(() => {
+    const m1 = tf.add(tf.mul(m, a.beta1), tf.mul(g, 1 - a.beta1));
+    const v1 = tf.add(tf.mul(v, a.beta2), tf.mul(tf.square(g), 1 - a.beta2));
+    const decayed = a.weightDecay > 0 ? tf.mul(p, 1 - a.lr * a.weightDecay) : p;
+    const denom = tf.add(tf.div(tf.sqrt(v1), Math.sqrt(1 - a.beta2 ** a.step)), a.eps);
+    return { p: tf.sub(decayed, tf.mul(tf.div(m1, denom), a.lr / (1 - a.beta1 ** a.step))), m: m1, v: v1 };
+  });
+}
+
+/**
+ * One AdamW step for one parameter in a single kernel call on wasm/cpu (the composition costs a
+ * dozen calls per parameter, ~450 per step for the benchmark model); returns new p, m, v for the
+ * caller to assign. Not differentiable (an optimizer update).
+ */
+export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, opts: AdamWUpdateOptions): { p: Tensor; m: Tensor; v: Tensor } {
+  const same = (t: Tensor) => t.shape.length === p.shape.length && t.shape.every((d, i) => d === p.shape[i]);
+  tf.util.assert(
+    same(g) && same(m) && same(v) && [p, g, m, v].every((t) => t.dtype === 'float32'),
+    () => `adamwUpdate: p, g, m, v must be float32 of one shape; got [${p.shape}] ${p.dtype}, [${g.shape}] ${g.dtype}, [${m.shape}] ${m.dtype}, [${v.shape}] ${v.dtype}`,
+  );
+  tf.util.assert(Number.isInteger(opts.step) && opts.step >= 1, () => `adamwUpdate: \`step\` must be an integer >= 1, but is ${opts.step}`);
+  if (tf.getKernel(ADAMW_KERNEL, tf.getBackend()) === undefined) return adamwReference(p, g, m, v, opts);
+  const [pNew, mNew, vNew] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, opts as unknown as tf.NamedAttrMap) as unknown as Tensor[];
+  return { p: pNew, m: mNew, v: vNew };
 }

@@ -11,7 +11,7 @@ import { batchMatMulWasmConfig } from './kernels/wasmBatchMatMul.js';
 import { compareWasmConfigs, gatherWasmConfig, identityWasmConfig } from './kernels/wasmElementwise.js';
 import { nativeMatMulCpuConfig, nativeMatMulWasmConfig } from './kernels/nativeMatMul.js';
 import { loadNative } from './native.js';
-import { registerFusedKernels } from './fused.js';
+import { adamwWasmConfig, adamwWasmNativeConfig, registerFusedKernels } from './fused.js';
 import { probeTfjsNode, probeWebGpu } from './probe.js';
 
 /**
@@ -149,12 +149,14 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     const threads = Math.max(1, Math.floor(options.threads ?? 1));
     native.addon.setThreads(threads);
     overrideKernel(nativeMatMulWasmConfig(native.addon));
+    overrideKernel(adamwWasmNativeConfig(native.addon));
     const info = native.addon.info();
     return {
       ...started,
       threads,
       fixes: [
         `BatchMatMul (wasm): native ${info.simd} GEMM on the wasm heap in place, ${threads} thread(s) of ${info.cores} cores`,
+        'DeepalignAdamW (wasm, used by adamwUpdate): native loop on the wasm heap',
         ...started.fixes.filter((f) => !f.startsWith('BatchMatMul')),
       ],
       why: `wasm backend + native addon (${info.simd}, ${threads} thread(s))`,
@@ -167,6 +169,7 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     await setBackendWithin('wasm', 30_000);
     overrideKernel(unsortedSegmentSumWasmConfig);
     overrideKernel(batchMatMulWasmConfig);
+    overrideKernel(adamwWasmConfig); // (the native starter then swaps in the addon's)
     overrideKernel(identityWasmConfig);
     for (const config of compareWasmConfigs) overrideKernel(config);
     overrideKernel(gatherWasmConfig);

@@ -11,6 +11,11 @@ export interface NativeAddon {
     aOffsets: Uint32Array, bOffsets: Uint32Array, cOffsets: Uint32Array,
     m: number, n: number, k: number, transposeA: boolean, transposeB: boolean,
   ): void;
+  /** One AdamW update (see fused.ts adamwUpdate); arrays: p, g, m, v, pOut, mOut, vOut. */
+  adamw(
+    arrays: (Float32Array | ArrayBuffer)[], offsets: Uint32Array, n: number,
+    consts: Float32Array, decay: boolean,
+  ): void;
   setThreads(threads: number): void;
   info(): { threads: number; cores: number; simd: string };
 }

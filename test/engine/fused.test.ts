@@ -1,7 +1,8 @@
 // Fused ops against their plain-op compositions (lib/model's math), values and gradients, on cpu
 // and wasm.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { fusedAttention, initEngine, rmsNorm, rope, ropeReference, swiglu, tf } from '../../lib/engine/index.js';
+import { adamwReference, adamwUpdate, fusedAttention, initEngine, loadNative, overrideKernel, rmsNorm, rope, ropeReference, swiglu, tf } from '../../lib/engine/index.js';
+import { adamwWasmConfig, adamwWasmNativeConfig } from '../../lib/engine/fused.js';
 import { onBackend, randomArray, relativeError, rng } from './helpers.js';
 
 const TOL = 1e-5;
@@ -128,5 +129,58 @@ describe.each(BACKENDS)('fused ops on %s', (backend) => {
 
   it('fusedAttention names inconsistent shapes', () => {
     expect(() => fusedAttention(tf.zeros([1, 3, 2, 4]), tf.zeros([1, 2, 2, 4]), tf.zeros([1, 2, 2, 4]), undefined, { scale: 1 })).toThrow(/multiple of Hkv/);
+  });
+});
+
+describe('adamwUpdate', () => {
+  const rand = rng(77);
+  const opts = [
+    { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: 1 },
+    { lr: 3e-4, beta1: 0.9, beta2: 0.95, eps: 1e-6, weightDecay: 0, step: 17 },
+  ];
+  it.each(opts.map((o, i) => [i, o] as const))('options %i: bit-identical to lib/train\'s composition on cpu, within 1e-5 on wasm', async (_, o) => {
+    const shape = [13, 7];
+    const [p, g, m] = [randomArray(rand, 91), randomArray(rand, 91, 0.1), randomArray(rand, 91, 0.01)];
+    const v = Float32Array.from(randomArray(rand, 91, 0.001), Math.abs);
+    const run = (fused: boolean) => () => {
+      const t = [p, g, m, v].map((x) => tf.tensor(x, shape));
+      const out = (fused ? adamwUpdate : adamwReference)(t[0], t[1], t[2], t[3], o);
+      return [out.p, out.m, out.v];
+    };
+    for (const backend of BACKENDS) {
+      const want = await onBackend(backend, run(false));
+      const got = await onBackend(backend, run(true));
+      for (let i = 0; i < 3; i++) {
+        if (backend === 'cpu') expect(Array.from(got[i])).toEqual(Array.from(want[i]));
+        else expect(relativeError(got[i], want[i])).toBeLessThan(TOL);
+      }
+    }
+  });
+
+  it.skipIf(loadNative().addon === null)('the native wasm kernel is bit-identical to the composition on wasm', async () => {
+    const shape = [300, 7];
+    const [p, g, m] = [randomArray(rand, 2100), randomArray(rand, 2100, 0.1), randomArray(rand, 2100, 0.01)];
+    const v = Float32Array.from(randomArray(rand, 2100, 0.001), Math.abs);
+    overrideKernel(adamwWasmNativeConfig(loadNative().addon!));
+    try {
+      for (const o of opts) {
+        const run = (fused: boolean) => () => {
+          const t = [p, g, m, v].map((x) => tf.tensor(x, shape));
+          const out = (fused ? adamwUpdate : adamwReference)(t[0], t[1], t[2], t[3], o);
+          return [out.p, out.m, out.v];
+        };
+        const want = await onBackend('wasm', run(false));
+        const got = await onBackend('wasm', run(true));
+        for (let i = 0; i < 3; i++) expect(Array.from(got[i])).toEqual(Array.from(want[i]));
+      }
+    } finally {
+      overrideKernel(adamwWasmConfig);
+    }
+  });
+
+  it('names mismatched shapes and a bad step', () => {
+    const z = tf.zeros([2]);
+    expect(() => adamwUpdate(z, tf.zeros([3]), z, z, { ...opts[0] })).toThrow(/one shape/);
+    expect(() => adamwUpdate(z, z, z, z, { ...opts[0], step: 0 })).toThrow(/`step` must be an integer >= 1/);
   });
 });
