@@ -40,7 +40,9 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   // Resolve paths against the caller's directory, then move to the repo root for tslab.
   const notebookPath = resolve(args.notebook);
-  const shown = relative(REPO_ROOT, notebookPath);
+  const inRepo = relative(REPO_ROOT, notebookPath);
+  // Repo-relative for the repo's notebooks, absolute for anything outside it.
+  const shown = inRepo.startsWith('..') ? notebookPath : inRepo;
   let outPath = args.out ? resolve(args.out) : notebookPath;
   process.chdir(REPO_ROOT);
   process.env.DEEPALIGN_NOTEBOOK = shown;
