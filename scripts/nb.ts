@@ -16,6 +16,12 @@ import { readNotebook, writeNotebook } from './notebook/ipynb.js';
 import { FAST_OUTPUT_DIR, REPO_ROOT } from './notebook/repo.js';
 import { prepareForSave, runNotebook } from './notebook/runner.js';
 
+/** Repo-relative for files in the repository, absolute for anything outside it. */
+function shownPath(path: string): string {
+  const inRepo = relative(REPO_ROOT, path);
+  return inRepo.startsWith('..') ? path : inRepo;
+}
+
 function usage(message: string): never {
   process.stderr.write(`nb: ${message}\nusage: npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write]\n`);
   process.exit(2);
@@ -40,9 +46,7 @@ async function main() {
   const args = parseArgs(process.argv.slice(2));
   // Resolve paths against the caller's directory, then move to the repo root for tslab.
   const notebookPath = resolve(args.notebook);
-  const inRepo = relative(REPO_ROOT, notebookPath);
-  // Repo-relative for the repo's notebooks, absolute for anything outside it.
-  const shown = inRepo.startsWith('..') ? notebookPath : inRepo;
+  const shown = shownPath(notebookPath);
   let outPath = args.out ? resolve(args.out) : notebookPath;
   process.chdir(REPO_ROOT);
   process.env.DEEPALIGN_NOTEBOOK = shown;
@@ -73,7 +77,7 @@ async function main() {
     mkdirSync(dirname(outPath), { recursive: true });
     writeNotebook(outPath, prepareForSave(result.notebook));
   }
-  const where = args.write ? ` -> ${relative(REPO_ROOT, outPath)}` : '';
+  const where = args.write ? ` -> ${shownPath(outPath)}` : '';
   process.stderr.write(`nb: ${shown} ok in ${result.seconds.toFixed(1)}s${where}\n`);
   // Exit explicitly: a notebook may leave timers or a browser handle alive.
   process.exit(0);
