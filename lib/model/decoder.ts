@@ -240,25 +240,49 @@ export function ropeInvFreq(rope: RopeConfig, dHead: number): Float32Array {
 }
 
 interface RopeTables {
-  /** [B, T, 1, dh/2] each, broadcast over heads */
+  /** [B, T, 1, dh] each (the dh/2 angles repeated twice, as transformers' cat(freqs, freqs)),
+   *  broadcast over heads */
   cos: Tensor;
   sin: Tensor;
+  /** [dh, dh] signed permutation with x @ R = rotate_half(x) = cat(-x2, x1) */
+  rotateHalf: Tensor;
+}
+
+/** The rotate_half permutation as a matrix (cached per head size). */
+const rotateHalfMatrices = new Map<number, Float32Array>();
+function rotateHalfMatrix(dh: number): Float32Array {
+  let r = rotateHalfMatrices.get(dh);
+  if (!r) {
+    r = new Float32Array(dh * dh);
+    const half = dh / 2;
+    for (let i = 0; i < half; i++) {
+      r[(i + half) * dh + i] = -1; // out[i] = -x[i + half]
+      r[i * dh + i + half] = 1; // out[i + half] = x[i]
+    }
+    rotateHalfMatrices.set(dh, r);
+  }
+  return r;
 }
 
 function ropeTables(positions: Tensor, invFreq: Float32Array): RopeTables {
   const [B, T] = positions.shape;
+  const dh = invFreq.length * 2;
   // angle[b, t, i] = position[b, t] * inv_freq[i], in float32 like transformers' rotary embedding
-  const angle = tf.mul(positions.toFloat().reshape([B, T, 1, 1]), tf.tensor1d(invFreq).reshape([1, 1, 1, -1]));
-  return { cos: tf.cos(angle), sin: tf.sin(angle) };
+  const freqs = Float32Array.from({ length: dh }, (_, i) => invFreq[i % invFreq.length]);
+  const angle = tf.mul(positions.toFloat().reshape([B, T, 1, 1]), tf.tensor1d(freqs).reshape([1, 1, 1, dh]));
+  return { cos: tf.cos(angle), sin: tf.sin(angle), rotateHalf: tf.tensor2d(rotateHalfMatrix(dh), [dh, dh]) };
 }
 
-/** Rotate pairs (x[i], x[i + dh/2]) by the position angle (transformers' rotate_half convention). */
-function applyRope(x: Tensor, { cos, sin }: RopeTables): Tensor {
-  const half = x.shape[3]! / 2;
-  const [x1, x2] = tf.split(x, [half, half], 3); // [B, T, H, dh/2] each
-  const out1 = tf.sub(tf.mul(x1, cos), tf.mul(x2, sin));
-  const out2 = tf.add(tf.mul(x2, cos), tf.mul(x1, sin));
-  return tf.concat([out1, out2], 3);
+/**
+ * x * cos + rotate_half(x) * sin, on x [B, T, H, dh] (transformers' apply_rotary_pos_emb).
+ * rotate_half is a matMul with a signed permutation matrix: every output is one input times
+ * ±1 plus exact zeros, so the result is bit-identical to slicing, and on the cpu and wasm
+ * backends it is 2-3x faster (forward and backward) than split + concat.
+ */
+function applyRope(x: Tensor, { cos, sin, rotateHalf }: RopeTables): Tensor {
+  const dh = x.shape[3]!;
+  const rotated = tf.matMul(x.reshape([-1, dh]), rotateHalf).reshape(x.shape);
+  return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -271,24 +295,27 @@ export const MASK_VALUE = -3.4028234663852886e38;
  * Additive mask [1 or B, 1, T, Tk] for queries at absolute positions past..past+T-1: 0 where the
  * key is visible (causal, inside the sliding window, not padding), MASK_VALUE elsewhere. Built
  * from cache indices, not position ids, as transformers' masking_utils does; a sliding window
- * keeps key k for query q iff q - window < k <= q.
+ * keeps key k for query q iff q - window < k <= q. `padding` rows are the attention mask
+ * [B][Tk] (1 = token); it is built here in one pass rather than as a broadcast of two tensors,
+ * which is several times faster on the wasm backend.
  */
-function buildMask(T: number, past: number, window: number | undefined, padding: Tensor | undefined): Tensor | undefined {
+function buildMask(T: number, past: number, window: number | undefined, padding: number[][] | undefined): Tensor | undefined {
   const Tk = past + T;
-  let needed = T > 1 || padding !== undefined;
-  if (window !== undefined && Tk > window) needed = true;
+  const needed = T > 1 || padding !== undefined || (window !== undefined && Tk > window);
   if (!needed) return undefined;
-  const bias = new Float32Array(T * Tk);
-  for (let t = 0; t < T; t++) {
-    const q = past + t;
-    for (let k = 0; k < Tk; k++) {
-      const visible = k <= q && (window === undefined || k > q - window);
-      if (!visible) bias[t * Tk + k] = MASK_VALUE;
+  const rows = padding ?? [undefined];
+  const bias = new Float32Array(rows.length * T * Tk);
+  rows.forEach((maskRow, b) => {
+    for (let t = 0; t < T; t++) {
+      const q = past + t;
+      const offset = (b * T + t) * Tk;
+      for (let k = 0; k < Tk; k++) {
+        const visible = k <= q && (window === undefined || k > q - window) && (maskRow === undefined || maskRow[k] !== 0);
+        if (!visible) bias[offset + k] = MASK_VALUE;
+      }
     }
-  }
-  const causal = tf.tensor4d(bias, [1, 1, T, Tk]);
-  if (!padding) return causal;
-  return tf.minimum(causal, padding); // [B, 1, T, Tk]; minimum keeps MASK_VALUE from overflowing
+  });
+  return tf.tensor4d(bias, [rows.length, 1, T, Tk]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -577,12 +604,15 @@ export class Decoder {
     }
 
     // masks and rope tables, one per layer type in use ------------------------------------------
-    let padding: Tensor | undefined;
+    // The attention mask is small ([B, Tk] ints): read it once and build the masks on the CPU.
+    // All-ones masks are dropped so unpadded batches take the cheaper causal-only path.
+    let padding: number[][] | undefined;
     if (opts.attentionMask) {
-      const m = toIntTensor(opts.attentionMask, 'attentionMask');
-      if (m.shape[0] !== B || m.shape[1] !== Tk) throw new Error(`forward: \`attentionMask\` must be [${B}, ${Tk}] (past + new positions), got [${m.shape}]`);
-      // [B, 1, 1, Tk]: 0 where attended, MASK_VALUE at padding
-      padding = tf.where(tf.equal(m, 0).reshape([B, 1, 1, Tk]), tf.fill([B, 1, 1, Tk], MASK_VALUE), tf.zeros([B, 1, 1, Tk]));
+      const m = opts.attentionMask instanceof tf.Tensor ? (opts.attentionMask.arraySync() as number[][]) : opts.attentionMask;
+      if (m.length !== B || m.some((row) => row.length !== Tk)) {
+        throw new Error(`forward: \`attentionMask\` must be [${B}, ${Tk}] (past + new positions), got [${m.length}, ${m[0]?.length}]`);
+      }
+      if (m.some((row) => row.some((x) => x === 0))) padding = m;
     }
     const masks: Partial<Record<LayerType, Tensor | undefined>> = {};
     const rope: Partial<Record<LayerType, RopeTables>> = {};
