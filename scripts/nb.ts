@@ -1,4 +1,4 @@
-// npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write]
+// npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write] [--clean]
 //
 // Executes one notebook headless (tslab's compiler and executor, in this process, working
 // directory = repository root) and writes its outputs back into the .ipynb. Exits 1 naming the
@@ -10,6 +10,9 @@
 //            outputs are never overwritten by a smoke run.
 // --out P    write the executed notebook to P instead of in place.
 // --no-write execute only.
+// --clean    do not execute: only drop live-only outputs (the plotly bundle and interactive HTML a
+//            Jupyter session saved) and rewrite in the committed format. For notebooks saved from
+//            Jupyter, before committing them.
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
 import { readNotebook, writeNotebook } from './notebook/ipynb.js';
@@ -23,16 +26,17 @@ function shownPath(path: string): string {
 }
 
 function usage(message: string): never {
-  process.stderr.write(`nb: ${message}\nusage: npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write]\n`);
+  process.stderr.write(`nb: ${message}\nusage: npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write] [--clean]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]) {
-  const args = { notebook: '', fast: false, out: undefined as string | undefined, write: true };
+  const args = { notebook: '', fast: false, out: undefined as string | undefined, write: true, clean: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--fast') args.fast = true;
     else if (arg === '--no-write') args.write = false;
+    else if (arg === '--clean') args.clean = true;
     else if (arg === '--out') args.out = argv[++i] ?? usage('--out needs a path');
     else if (arg.startsWith('-')) usage(`unknown option ${arg}`);
     else if (args.notebook) usage(`one notebook per run (got ${args.notebook} and ${arg}); use npm run reproduce for several`);
@@ -61,6 +65,11 @@ async function main() {
     notebook = readNotebook(notebookPath);
   } catch (error) {
     usage((error as Error).message);
+  }
+  if (args.clean) {
+    writeNotebook(outPath, prepareForSave(notebook));
+    process.stderr.write(`nb: cleaned ${shown} (not executed) -> ${shownPath(outPath)}\n`);
+    process.exit(0);
   }
   process.stderr.write(`nb: running ${shown}${args.fast ? ' (fast)' : ''}\n`);
   const result = await runNotebook(notebook);

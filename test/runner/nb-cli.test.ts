@@ -101,6 +101,27 @@ describe('npm run nb', () => {
     expect(dropped.stderr).toContain('Unhandled error: Error: nobody awaited me');
   });
 
+  it('--clean strips live-only outputs from a notebook saved by Jupyter without running it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-nb-'));
+    const path = join(dir, 'saved.ipynb');
+    const cell = {
+      cell_type: 'code',
+      metadata: {},
+      source: 'throw new Error("must not run")',
+      execution_count: 1,
+      outputs: [
+        { output_type: 'display_data', data: { 'text/html': '<script>/* 4.8 MB */</script>' }, metadata: { deepalign: { omit_on_save: true } } },
+        { output_type: 'display_data', data: { 'text/html': '<div/>', 'image/png': 'AAAA' }, metadata: { deepalign: { omit_mimes_on_save: ['text/html'] } } },
+      ],
+    };
+    writeFileSync(path, JSON.stringify({ cells: [cell], metadata: {}, nbformat: 4, nbformat_minor: 5 }));
+    const run = spawnSync(process.execPath, ['--import', tsxLoader, join(repoRoot, 'scripts', 'nb.ts'), path, '--clean'], { encoding: 'utf8' });
+    expect(run.status).toBe(0);
+    const nb = JSON.parse(readFileSync(path, 'utf8'));
+    expect(nb.cells[0].execution_count).toBe(1);
+    expect(nb.cells[0].outputs).toEqual([{ output_type: 'display_data', data: { 'image/png': 'AAAA' }, metadata: {} }]);
+  });
+
   it('--fast sets DEEPALIGN_FAST=1 and --out writes elsewhere', () => {
     const out = join(tmpdir(), `deepalign-nb-out-${process.pid}.ipynb`);
     const run = runCli(['console.log(process.env.DEEPALIGN_FAST, process.env.DEEPALIGN_NOTEBOOK?.endsWith("throwaway.ipynb"))'], ['--fast', '--out', out]);
