@@ -1,17 +1,26 @@
 // deepalign native kernels: an N-API addon with SIMD (AVX+FMA where the build machine has them) and
-// OpenMP threads. Kernels read and write caller-owned memory in place (the wasm backend's heap, or
+// a small thread pool. Kernels read and write caller-owned memory in place (the wasm backend's heap, or
 // cpu tensors' TypedArrays): no copies cross the JS boundary.
 //
 // sgemm: C[b] = op(A[b]) x op(B[b]) for a list of batch offsets, op = optional transpose.
 // Layout: packed B panels of NR=16 columns ([k][16], zero-padded), packed A panels of MR=6 rows
 // ([k][6]); a 6x16 micro-kernel keeps 12 ymm accumulators. Threads split (batch, row-block) tasks.
+//
+// Threads: a small pool of our own instead of OpenMP. On a shared machine OpenMP's barriers wait
+// for a thread the OS has descheduled (a 2-thread GEMM fell to 5 GFLOP/s from 120). Here tasks are
+// claimed dynamically, the calling thread claims them too, and nothing waits for a worker that has
+// not started a task: a busy core costs at most the one task its thread holds.
 #include <node_api.h>
-#include <omp.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <condition_variable>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #if defined(__AVX__) && defined(__FMA__)
@@ -123,11 +132,121 @@ inline void micro_kernel(int k, const float* ap, const float* bp, float* c, int 
   for (int r = 0; r < rows; r++) std::memcpy(c + (size_t)r * ldc, tile + r * NR, cols * sizeof(float));
 }
 
-int g_threads = 0;  // 0: not yet set
+int g_threads = 1;
 
-int threads() {
-  if (g_threads <= 0) g_threads = std::max(1, omp_get_num_procs());
-  return g_threads;
+int cores() { return std::max(1u, std::thread::hardware_concurrency()); }
+int threads() { return g_threads; }
+
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Task pool. run(n, f) calls f(task) for task in [0, n) on the caller and the workers; returns
+// when all n are done. Tasks are claimed with a CAS on (generation << 32 | next task), so a worker
+// still looking at an old job can never claim a task of a new one.
+class Pool {
+ public:
+  ~Pool() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    for (auto& t : workers_) t.join();
+  }
+
+  void run(int n, const std::function<void(int)>& f, int nthreads) {
+    const int want = std::max(0, nthreads - 1);
+    while ((int)workers_.size() < want) workers_.emplace_back([this] { worker(); });
+    if (n <= 0) return;
+    if (want == 0 || n == 1) {
+      for (int t = 0; t < n; t++) f(t);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      job_ = &f;
+      ntasks_ = n;
+      done_.store(0, std::memory_order_relaxed);
+      gen_++;
+      state_.store((uint64_t)gen_ << 32, std::memory_order_release);
+    }
+    if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
+    const uint32_t gen = gen_;
+    work(gen, n, f);
+    // Wait only for tasks a worker has already claimed.
+    for (long spins = 0; done_.load(std::memory_order_acquire) < n; spins++) {
+      if (spins < 20000) cpu_relax();
+      else std::this_thread::yield();
+    }
+  }
+
+ private:
+  bool claim(uint32_t gen, int n, int* task) {
+    uint64_t s = state_.load(std::memory_order_acquire);
+    for (;;) {
+      if ((uint32_t)(s >> 32) != gen || (int)(uint32_t)s >= n) return false;
+      if (state_.compare_exchange_weak(s, s + 1, std::memory_order_acq_rel)) {
+        *task = (int)(uint32_t)s;
+        return true;
+      }
+    }
+  }
+
+  void work(uint32_t gen, int n, const std::function<void(int)>& f) {
+    int task;
+    while (claim(gen, n, &task)) {
+      f(task);
+      done_.fetch_add(1, std::memory_order_acq_rel);
+    }
+  }
+
+  void worker() {
+    uint32_t seen = 0;
+    for (;;) {
+      uint32_t gen;
+      int n;
+      const std::function<void(int)>* f;
+      // Spin briefly for the next job (training calls GEMMs back to back), then sleep.
+      bool got = false;
+      for (int spins = 0; spins < 4000 && !got; spins++) {
+        got = (uint32_t)(state_.load(std::memory_order_acquire) >> 32) != seen;
+        if (!got) cpu_relax();
+      }
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        if (!got) {
+          sleepers_.fetch_add(1, std::memory_order_acq_rel);
+          cv_.wait(lock, [&] { return stop_ || gen_ != seen; });
+          sleepers_.fetch_sub(1, std::memory_order_acq_rel);
+        }
+        if (stop_) return;
+        gen = gen_;
+        n = ntasks_;
+        f = job_;
+      }
+      seen = gen;
+      work(gen, n, *f);
+    }
+  }
+
+  std::vector<std::thread> workers_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool stop_ = false;
+  uint32_t gen_ = 0;
+  int ntasks_ = 0;
+  const std::function<void(int)>* job_ = nullptr;
+  std::atomic<uint64_t> state_{0};
+  std::atomic<int> done_{0};
+  std::atomic<int> sleepers_{0};
+};
+
+Pool& pool() {
+  static Pool* p = new Pool();  // never destroyed: workers may outlive static destruction order
+  return *p;
 }
 
 // Batched product; offsets are element offsets of each batch's A, B and C inside a, b, c.
@@ -149,41 +268,38 @@ void sgemm_batched(const float* a, const float* b, float* c, const uint32_t* a_o
   std::vector<float> packed_b(b_panel_size * distinct_b.size());
 
   const int nthreads = threads();
-  // Row blocks: a multiple of MR. With several threads, blocks are small (48 rows) and handed out
-  // dynamically, so a thread the OS deschedules (the machine is shared) delays the product by at
-  // most one block instead of half of it.
-  int mb = nthreads == 1 ? 192 : 48;
+  const double flops = 2.0 * batch * m * n * k;
+  const int use_threads = flops < 4e5 ? 1 : nthreads;
+  // Row blocks: a multiple of MR; smaller when threaded so work spreads and a descheduled thread
+  // holds back little.
+  int mb = use_threads == 1 ? 192 : 48;
   mb = std::min(mb, (m + MR - 1) / MR * MR);
   const int m_blocks = (m + mb - 1) / mb;
-  const long tasks = (long)batch * m_blocks;
-  const double flops = 2.0 * batch * m * n * k;
-  const int use_threads = flops < 2e5 ? 1 : nthreads;
+  const int tasks = batch * m_blocks;
 
-#pragma omp parallel num_threads(use_threads)
-  {
-#pragma omp for schedule(static)
-    for (long s = 0; s < (long)distinct_b.size(); s++)
-      pack_b(b + distinct_b[s], tb, k, n, packed_b.data() + s * b_panel_size);
+  pool().run((int)distinct_b.size(), [&](int s) {
+    pack_b(b + distinct_b[s], tb, k, n, packed_b.data() + (size_t)s * b_panel_size);
+  }, use_threads);
 
-    std::vector<float> packed_a((size_t)k * ((mb + MR - 1) / MR * MR));
-#pragma omp for schedule(dynamic, 1)
-    for (long t = 0; t < tasks; t++) {
-      const int q = (int)(t / m_blocks);
-      const int i0 = (int)(t % m_blocks) * mb;
-      const int rows = std::min(mb, m - i0);
-      pack_a(a + a_off[q], ta, m, k, i0, rows, packed_a.data());
-      const float* bp_all = packed_b.data() + b_slot[q] * b_panel_size;
-      float* cq = c + c_off[q];
-      for (int j0 = 0; j0 < n; j0 += NR) {
-        const float* bp = bp_all + (size_t)j0 * k;
-        const int cols = std::min(NR, n - j0);
-        for (int r0 = 0; r0 < rows; r0 += MR) {
-          micro_kernel(k, packed_a.data() + (size_t)r0 * k, bp, cq + (size_t)(i0 + r0) * n + j0, n,
-                       std::min(MR, rows - r0), cols);
-        }
+  const size_t a_block = (size_t)k * ((mb + MR - 1) / MR * MR);
+  pool().run(tasks, [&](int t) {
+    thread_local std::vector<float> packed_a;
+    if (packed_a.size() < a_block) packed_a.resize(a_block);
+    const int q = t / m_blocks;
+    const int i0 = (t % m_blocks) * mb;
+    const int rows = std::min(mb, m - i0);
+    pack_a(a + a_off[q], ta, m, k, i0, rows, packed_a.data());
+    const float* bp_all = packed_b.data() + b_slot[q] * b_panel_size;
+    float* cq = c + c_off[q];
+    for (int j0 = 0; j0 < n; j0 += NR) {
+      const float* bp = bp_all + (size_t)j0 * k;
+      const int cols = std::min(NR, n - j0);
+      for (int r0 = 0; r0 < rows; r0 += MR) {
+        micro_kernel(k, packed_a.data() + (size_t)r0 * k, bp, cq + (size_t)(i0 + r0) * n + j0, n,
+                     std::min(MR, rows - r0), cols);
       }
     }
-  }
+  }, use_threads);
 }
 
 // ---- N-API plumbing ---------------------------------------------------------------------------
@@ -361,7 +477,7 @@ napi_value Info(napi_env env, napi_callback_info) {
   NAPI_CALL(env, napi_create_object(env, &obj));
   NAPI_CALL(env, napi_create_int32(env, threads(), &v));
   NAPI_CALL(env, napi_set_named_property(env, obj, "threads", v));
-  NAPI_CALL(env, napi_create_int32(env, omp_get_num_procs(), &v));
+  NAPI_CALL(env, napi_create_int32(env, cores(), &v));
   NAPI_CALL(env, napi_set_named_property(env, obj, "cores", v));
   NAPI_CALL(env, napi_create_string_utf8(env, DA_SIMD, NAPI_AUTO_LENGTH, &v));
   NAPI_CALL(env, napi_set_named_property(env, obj, "simd", v));

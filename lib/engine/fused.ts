@@ -248,10 +248,15 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   );
   const native = tf.getKernel(ROPE_KERNEL, tf.getBackend()) !== undefined && x.dtype === 'float32';
   if (!native) return ropeReference(x, cos, sin);
-  const f = tf.customGrad((xi: Tensor | tf.GradSaveFunc) => ({
-    value: tf.engine().runKernel(ROPE_KERNEL, { x: xi as Tensor, cos, sin }, { sinSign: 1 } as unknown as tf.NamedAttrMap) as Tensor,
-    gradFunc: (dy: Tensor) => tf.engine().runKernel(ROPE_KERNEL, { x: dy, cos, sin }, { sinSign: -1 } as unknown as tf.NamedAttrMap) as Tensor,
-  }));
+  const f = tf.customGrad((xi: Tensor | tf.GradSaveFunc, save: Tensor | tf.GradSaveFunc) => {
+    // The tables are saved, not just captured: the caller's tidy may dispose them before backprop.
+    (save as tf.GradSaveFunc)([cos, sin]);
+    return {
+      value: tf.engine().runKernel(ROPE_KERNEL, { x: xi as Tensor, cos, sin }, { sinSign: 1 } as unknown as tf.NamedAttrMap) as Tensor,
+      gradFunc: (dy: Tensor, [cosS, sinS]: Tensor[]) =>
+        tf.engine().runKernel(ROPE_KERNEL, { x: dy, cos: cosS, sin: sinS }, { sinSign: -1 } as unknown as tf.NamedAttrMap) as Tensor,
+    };
+  });
   return f(x);
 }
 

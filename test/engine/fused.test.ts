@@ -71,6 +71,22 @@ describe.each(BACKENDS)('fused ops on %s', (backend) => {
     }
   }
 
+  it('rope keeps its tables for backprop when the caller disposes them after the forward pass', async () => {
+    await tf.setBackend(backend);
+    const x = tf.randomNormal([1, 3, 2, 4], 0, 1, 'float32', 1);
+    const g = tf.grad((xx: tf.Tensor) => {
+      // as in a model: the tables are intermediates of a tidy that returns only the output
+      const y = tf.tidy(() => {
+        const ang = tf.reshape(tf.range(0, 6), [1, 3, 1, 2]);
+        return rope(xx, tf.cos(ang), tf.sin(ang));
+      });
+      return tf.sum(tf.mul(y, y));
+    })(x);
+    // |rope(x)|^2 = |x|^2 (a rotation), so the gradient is 2x
+    expect(relativeError(g.dataSync(), tf.mul(x, 2).dataSync())).toBeLessThan(TOL);
+    tf.dispose([x, g]);
+  });
+
   it('rope names bad table shapes', () => {
     expect(() => rope(tf.zeros([1, 4, 2, 8]), tf.zeros([1, 3, 1, 4]), tf.zeros([1, 3, 1, 4]))).toThrow(/cos\/sin/);
   });
