@@ -12,6 +12,7 @@
 // keeping the HF layout costs nothing at run time and saves a transposed copy of every weight
 // (and keeps gradients, optimizer state and saved files in the checkpoint's layout).
 import { tf } from '../engine/tf.js';
+import { fusedAttention, rmsNorm as fusedRmsNorm, swiglu } from '../engine/index.js';
 import type { LayerType, ModelConfig, RopeConfig } from '../io/hfConfig.js';
 import { act, HookSet, type HookFilter, type HookFn, type HookName } from './hooks.js';
 
@@ -197,8 +198,13 @@ function layerNorm(x: Tensor, p: Norm, eps: number): Tensor {
   return p.b ? tf.add(scaled, p.b) : scaled;
 }
 
-function applyNorm(cfg: ModelConfig, x: Tensor, p: Norm): Tensor {
-  return cfg.norm === 'layer' ? layerNorm(x, p, cfg.normEps) : rmsNorm(x, p, cfg.normEps, cfg.normWeightOffset);
+/** RMSNorm through lib/engine's fused op (one kernel forward and backward) or the composition. */
+function rmsNormWith(fused: boolean, x: Tensor, p: Norm, eps: number, offset: 0 | 1): Tensor {
+  return fused ? fusedRmsNorm(x, p.w, eps, { offset }) : rmsNorm(x, p, eps, offset);
+}
+
+function applyNorm(cfg: ModelConfig, x: Tensor, p: Norm, fused: boolean): Tensor {
+  return cfg.norm === 'layer' ? layerNorm(x, p, cfg.normEps) : rmsNormWith(fused, x, p, cfg.normEps, cfg.normWeightOffset);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,8 +246,7 @@ export function ropeInvFreq(rope: RopeConfig, dHead: number): Float32Array {
 }
 
 interface RopeTables {
-  /** [B, T, 1, dh] each (the dh/2 angles repeated twice, as transformers' cat(freqs, freqs)),
-   *  broadcast over heads */
+  /** [B, T, 1, dh] each (transformers' cat(freqs, freqs)), broadcast over heads */
   cos: Tensor;
   sin: Tensor;
   /** [dh, dh] signed permutation with x @ R = rotate_half(x) = cat(-x2, x1) */
@@ -267,17 +272,19 @@ function rotateHalfMatrix(dh: number): Float32Array {
 function ropeTables(positions: Tensor, invFreq: Float32Array): RopeTables {
   const [B, T] = positions.shape;
   const dh = invFreq.length * 2;
-  // angle[b, t, i] = position[b, t] * inv_freq[i], in float32 like transformers' rotary embedding
+  // angle[b, t, i] = position[b, t] * inv_freq[i mod dh/2], in float32 like transformers' rotary embedding
   const freqs = Float32Array.from({ length: dh }, (_, i) => invFreq[i % invFreq.length]);
   const angle = tf.mul(positions.toFloat().reshape([B, T, 1, 1]), tf.tensor1d(freqs).reshape([1, 1, 1, dh]));
   return { cos: tf.cos(angle), sin: tf.sin(angle), rotateHalf: tf.tensor2d(rotateHalfMatrix(dh), [dh, dh]) };
 }
 
 /**
- * x * cos + rotate_half(x) * sin, on x [B, T, H, dh] (transformers' apply_rotary_pos_emb).
- * rotate_half is a matMul with a signed permutation matrix: every output is one input times
- * ±1 plus exact zeros, so the result is bit-identical to slicing, and on the cpu and wasm
- * backends it is 2-3x faster (forward and backward) than split + concat.
+ * x * cos + rotate_half(x) * sin on x [B, T, H, dh] (transformers' apply_rotary_pos_emb).
+ * rotate_half is a matMul with a signed permutation matrix: every output is one input times ±1
+ * plus exact zeros, so the result is bit-identical to slicing, and on the cpu and wasm backends
+ * it is 2-3x faster (forward and backward) than split + concat. (lib/engine's one-pass `rope`
+ * kernel is not used yet: its gradient reads cos/sin from a closure, which tf.tidy has freed by
+ * the time a training step's backward pass runs.)
  */
 function applyRope(x: Tensor, { cos, sin, rotateHalf }: RopeTables): Tensor {
   const dh = x.shape[3]!;
@@ -434,7 +441,12 @@ export interface ForwardOptions {
   cacheNames?: (name: HookName) => boolean;
   /** attention implementation registered with registerAttention (default: model.attnImplementation) */
   attnImplementation?: string;
+  /** 'fused' uses lib/engine's fused RMSNorm, SwiGLU and attention; 'reference' the plain
+   *  tf compositions (default: model.kernels) */
+  kernels?: KernelChoice;
 }
+
+export type KernelChoice = 'fused' | 'reference';
 
 export interface ForwardOutput {
   /** [B, T (or logitsToKeep), V] */
@@ -488,6 +500,8 @@ export class Decoder {
   private readonly invFreq: Partial<Record<LayerType, Float32Array>> = {};
   /** the attention implementation forward uses unless told otherwise ('eager' = the reference) */
   attnImplementation = 'eager';
+  /** fused lib/engine ops (faster, same math to float rounding) or plain tf compositions */
+  kernels: KernelChoice = 'fused';
 
   constructor(config: ModelConfig, params: Map<string, tf.Variable>) {
     this.config = config;
@@ -559,6 +573,7 @@ export class Decoder {
 
   private forwardUntidied(inputIds: IdsInput | null, opts: ForwardOptions): ForwardOutput {
     const cfg = this.config;
+    const fused = (opts.kernels ?? this.kernels) === 'fused';
     const hooks = opts.hooks ?? new HookSet();
     const activations: Record<string, Tensor> = {};
     const hook = (name: HookName, x: Tensor, layer?: number): Tensor => {
@@ -633,6 +648,11 @@ export class Decoder {
     const attend = ATTENTION_IMPLEMENTATIONS.get(implName);
     if (!attend) throw new Error(`forward: unknown attention implementation "${implName}"; registered: ${[...ATTENTION_IMPLEMENTATIONS.keys()].join(', ')}`);
     const hooked = !hooks.empty || opts.cacheNames !== undefined;
+    // lib/engine's fused attention returns probabilities without a gradient and has no hook
+    // points, so it only stands in for eager when neither attentions nor hooks are asked for
+    // (PRESTO differentiates through outputAttentions and always gets the eager path).
+    const attendFn: AttentionFn =
+      fused && implName === 'eager' && !opts.outputAttentions && !hooked ? (q, k, v, mask, o) => fusedAttention(q, k, v, mask, { scale: o.scale, softcap: o.softcap }) : attend;
 
     for (let i = 0; i < cfg.nLayers; i++) {
       const p = this.blocks[i];
@@ -641,7 +661,7 @@ export class Decoder {
       if (opts.outputHiddenStates) hiddenStates.push(h);
 
       // attention -----------------------------------------------------------------------------
-      const x = hook(`blocks.${i}.ln1.hook_normalized`, applyNorm(cfg, h, p.attnNorm), i);
+      const x = hook(`blocks.${i}.ln1.hook_normalized`, applyNorm(cfg, h, p.attnNorm, fused), i);
       let q: Tensor, k: Tensor, v: Tensor;
       if (p.qkv) {
         [q, k, v] = tf.split(linear(x, p.qkv), 3, 2); // gpt2 c_attn: [B, T, 3D] -> 3 x [B, T, D]
@@ -654,8 +674,8 @@ export class Decoder {
       k = k.reshape([B, T, Hkv, dh]);
       v = v.reshape([B, T, Hkv, dh]);
       if (p.qNorm) {
-        q = rmsNorm(q, p.qNorm, cfg.normEps, cfg.normWeightOffset);
-        k = rmsNorm(k, p.kNorm!, cfg.normEps, cfg.normWeightOffset);
+        q = rmsNormWith(fused, q, p.qNorm, cfg.normEps, cfg.normWeightOffset);
+        k = rmsNormWith(fused, k, p.kNorm!, cfg.normEps, cfg.normWeightOffset);
       }
       q = hook(`blocks.${i}.attn.hook_q`, q, i);
       k = hook(`blocks.${i}.attn.hook_k`, k, i);
@@ -675,7 +695,7 @@ export class Decoder {
         newValues.push(vh);
       }
       const layerScale = cfg.scaleAttnByInverseLayerIdx ? scale / (i + 1) : scale;
-      const { output, probs } = attend(q.transpose([0, 2, 1, 3]), kh, vh, masks[lt], {
+      const { output, probs } = attendFn(q.transpose([0, 2, 1, 3]), kh, vh, masks[lt], {
         scale: layerScale,
         softcap: cfg.attnSoftcap,
         onScores: hooked ? (s) => hook(`blocks.${i}.attn.hook_attn_scores`, s, i) : undefined,
@@ -688,23 +708,23 @@ export class Decoder {
       }
       const z = hook(`blocks.${i}.attn.hook_z`, output.transpose([0, 2, 1, 3]), i); // [B, T, H, dh]
       let attnOut = linear(z.reshape([B, T, H * dh]), p.o);
-      if (p.attnOutNorm) attnOut = applyNorm(cfg, attnOut, p.attnOutNorm);
+      if (p.attnOutNorm) attnOut = applyNorm(cfg, attnOut, p.attnOutNorm, fused);
       attnOut = hook(`blocks.${i}.hook_attn_out`, attnOut, i);
       h = hook(`blocks.${i}.hook_resid_mid`, tf.add(h, attnOut), i);
 
       // mlp -----------------------------------------------------------------------------------
-      const y = hook(`blocks.${i}.ln2.hook_normalized`, applyNorm(cfg, h, p.mlpNorm), i);
+      const y = hook(`blocks.${i}.ln2.hook_normalized`, applyNorm(cfg, h, p.mlpNorm, fused), i);
       let post: Tensor;
       if (p.gate) {
         const pre = hook(`blocks.${i}.mlp.hook_pre`, linear(y, p.gate), i);
-        post = tf.mul(activation(cfg, pre), linear(y, p.up));
+        post = fused && cfg.act === 'silu' ? swiglu(pre, linear(y, p.up)) : tf.mul(activation(cfg, pre), linear(y, p.up));
       } else {
         const pre = hook(`blocks.${i}.mlp.hook_pre`, linear(y, p.up), i);
         post = activation(cfg, pre);
       }
       post = hook(`blocks.${i}.mlp.hook_post`, post, i);
       let mlpOut = linear(post, p.down);
-      if (p.mlpOutNorm) mlpOut = applyNorm(cfg, mlpOut, p.mlpOutNorm);
+      if (p.mlpOutNorm) mlpOut = applyNorm(cfg, mlpOut, p.mlpOutNorm, fused);
       mlpOut = hook(`blocks.${i}.hook_mlp_out`, mlpOut, i);
       h = hook(`blocks.${i}.hook_resid_post`, tf.add(h, mlpOut), i);
     }
@@ -713,7 +733,7 @@ export class Decoder {
       cfg.modelType === 'gpt2'
         ? { w: this.params.get('transformer.ln_f.weight')!, b: this.params.get('transformer.ln_f.bias')! }
         : { w: this.params.get('model.norm.weight')! };
-    h = hook('ln_final.hook_normalized', applyNorm(cfg, h, finalNorm));
+    h = hook('ln_final.hook_normalized', applyNorm(cfg, h, finalNorm, fused));
     if (opts.outputHiddenStates) hiddenStates.push(h);
 
     // unembed ---------------------------------------------------------------------------------

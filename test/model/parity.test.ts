@@ -64,6 +64,12 @@ describe.each(FIXTURE_MODELS)('%s matches transformers', (name) => {
     }
     out.logits.dispose();
     tf.dispose([...out.hiddenStates!, ...out.attentions!]);
+    // without outputAttentions the fused attention runs; and the plain reference compositions
+    for (const kernels of ['fused', 'reference'] as const) {
+      const plain = model.forward(ids, { kernels });
+      expect(relErr(plain.logits, refLogits), kernels).toBeLessThan(TOL);
+      plain.logits.dispose();
+    }
     expect(tf.memory().numTensors).toBe(before);
   });
 

@@ -104,15 +104,33 @@ describe.each(Object.keys(VARIANTS))('%s', (name) => {
     await saveModel(fromConfig, dir);
     const reloaded = await loadModel(dir);
     expect({ ...reloaded.config, hf: undefined }).toEqual({ ...plain, hf: undefined });
-    const again = reloaded.forward(IDS, { attentionMask: MASK, positionIds: POS });
+    const again = reloaded.forward(IDS, { attentionMask: MASK, positionIds: POS, outputAttentions: true });
     expect(Array.from(again.logits.dataSync())).toEqual(Array.from(fullData));
 
-    tf.dispose([full.logits, ...full.hiddenStates!, ...full.attentions!, again.logits]);
+    tf.dispose([full.logits, ...full.hiddenStates!, ...full.attentions!, again.logits, ...again.attentions!]);
     model.dispose();
     fromConfig.dispose();
     reloaded.dispose();
     expect(tf.memory().numTensors).toBe(before);
   });
+});
+
+describe('fused vs reference kernels', () => {
+  it.each(['llama tied, GQA 4', 'qwen3 GQA 1', 'gemma2 strong softcaps', 'gemma3 pattern 2, linear rope on global layers', 'mistral sliding 4'])(
+    '%s: same logits and gradients',
+    (name) => {
+      const model = createModel(VARIANTS[name], { seed: 8 });
+      const vars = [...model.variables().values()];
+      const run = (kernels: 'fused' | 'reference') =>
+        tf.variableGrads(() => tf.sum(tf.mul(tf.logSoftmax(model.forward(IDS, { attentionMask: MASK, positionIds: POS, kernels }).logits), 0.01)) as tf.Scalar, vars);
+      const fused = run('fused');
+      const ref = run('reference');
+      expect(Math.abs(fused.value.dataSync()[0] - ref.value.dataSync()[0]) / Math.abs(ref.value.dataSync()[0])).toBeLessThan(1e-5);
+      for (const v of vars) expect(relErr(fused.grads[v.name], ref.grads[v.name].dataSync()), v.name).toBeLessThan(1e-4);
+      tf.dispose([fused.value, ref.value, ...Object.values(fused.grads), ...Object.values(ref.grads)]);
+      model.dispose();
+    },
+  );
 });
 
 describe('rope', () => {
