@@ -1,7 +1,7 @@
 // npm run bench: training and greedy-generation throughput of the kit against the PyTorch CPU peer
 // (torch_reference.py), measured in one run on the same machine; writes bench/results.json.
 //
-//   npx tsx bench/bench.ts [--steps 20] [--warmup 5] [--rounds 2] [--peer PATH | --no-peer] [--backend wasm] [--threads 1]
+//   npx tsx bench/bench.ts [--steps 20] [--warmup 5] [--rounds 2] [--peer PATH | --no-peer] [--backend wasm] [--threads N]
 // The machine is shared, so the peer and ours run alternately for --rounds rounds and each side's
 // best round is reported (interference only ever slows a run down); the peer runs at 2 and at 1
 // thread each round and keeps its better figure.
@@ -116,7 +116,7 @@ const ratio = (ours: number, peer: number | null) => (peer === null ? null : Mat
 const t0 = performance.now();
 const report = await initEngine({
   backend: (option('backend', '') || undefined) as BackendName | undefined,
-  threads: Number(option('threads', '1')),
+  threads: option('threads', '') ? Number(option('threads', '')) : undefined,
 });
 console.log(formatEngineReport(report));
 const best = <T,>(runs: T[], key: keyof T): number | null => {

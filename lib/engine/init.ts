@@ -4,6 +4,7 @@
 // addon's SIMD GEMM, when the addon is built) > wasm (with kernel fixes) > cpu (with the
 // UnsortedSegmentSum fix). Idempotent: later calls return the first report unless they force a
 // different backend.
+import * as os from 'node:os';
 import { tf } from './tf.js';
 import { overrideKernel } from './kernels/stock.js';
 import { unsortedSegmentSumCpuConfig, unsortedSegmentSumWasmConfig } from './kernels/unsortedSegmentSum.js';
@@ -24,7 +25,11 @@ export type BackendName = (typeof BACKENDS)[number];
 export interface EngineOptions {
   /** Use exactly this backend (fails loudly if it cannot start). Wins over DEEPALIGN_BACKEND. */
   backend?: BackendName;
-  /** Worker threads where the backend supports them (tensorflow: ignored, it manages its own). */
+  /**
+   * Threads for the native kernels (GEMM). Default: the machine's cores, at most 4 (the benchmark's
+   * GEMMs are small). Env DEEPALIGN_THREADS also sets it; the option wins. wasm and cpu run on one
+   * thread whatever this says; tensorflow manages its own.
+   */
   threads?: number;
   /** Print the report once the backend is ready. */
   verbose?: boolean;
@@ -50,7 +55,7 @@ export interface EngineReport {
   tried: BackendAttempt[];
   /** Runtime kernel replacements registered by lib/engine, one line each. */
   fixes: string[];
-  /** Threads the hot kernels compute with (native GEMM: `threads` option, default 1). */
+  /** Threads the hot kernels compute with (native GEMM: `threads` option; 1 for wasm and cpu). */
   threads: number;
   /** wasm only: whether the SIMD binary runs. null for other backends. */
   simd: boolean | null;
@@ -85,6 +90,7 @@ function parseForced(options: EngineOptions): { backend: BackendName | undefined
 /** Picks, configures and reports the tfjs backend. Call (and await) once before any tensor work. */
 export function initEngine(options: EngineOptions = {}): Promise<EngineReport> {
   const { backend: forced, forcedBy } = parseForced(options);
+  nativeThreads(options); // validates `threads` before anything starts
   if (active !== null && (forced === undefined || forced === active.forced)) return active.report;
   const report = selectBackend(options, forced, forcedBy);
   active = { forced, report };
@@ -146,7 +152,7 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     const native = loadNative();
     if (native.addon === null) throw new Error(native.why);
     const started = await starters.wasm({ ...options, threads: 1 });
-    const threads = Math.max(1, Math.floor(options.threads ?? 1));
+    const threads = nativeThreads(options);
     native.addon.setThreads(threads);
     overrideKernel(nativeMatMulWasmConfig(native.addon));
     overrideKernel(adamwWasmNativeConfig(native.addon));
@@ -204,6 +210,15 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     };
   },
 };
+
+function nativeThreads(options: EngineOptions): number {
+  const fromEnv = process.env.DEEPALIGN_THREADS ? Number(process.env.DEEPALIGN_THREADS) : undefined;
+  const requested = options.threads ?? fromEnv;
+  if (requested !== undefined && !(Number.isInteger(requested) && requested >= 1)) {
+    throw new Error(`initEngine: \`threads\` (or env DEEPALIGN_THREADS) must be a positive integer, but is ${requested}`);
+  }
+  return requested ?? Math.min(4, Math.max(1, os.availableParallelism()));
+}
 
 async function setBackendWithin(name: string, timeoutMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined;

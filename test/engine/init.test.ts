@@ -1,6 +1,6 @@
 // initEngine: order, forcing, idempotence, and a report that says what runs and why.
 import { afterEach, describe, expect, it } from 'vitest';
-import { formatEngineReport, initEngine, tf } from '../../lib/engine/index.js';
+import { formatEngineReport, initEngine, loadNative, tf } from '../../lib/engine/index.js';
 
 describe('initEngine', () => {
   afterEach(() => {
@@ -64,6 +64,26 @@ describe('initEngine', () => {
     expect(() => initEngine()).toThrow(/DEEPALIGN_BACKEND must be one of .*"tpu"/);
     // @ts-expect-error deliberately wrong
     expect(() => initEngine({ backend: 'gpu' })).toThrow(/`backend` must be one of .*"gpu"/);
+  });
+
+  it('validates `threads` and DEEPALIGN_THREADS', () => {
+    expect(() => initEngine({ threads: 0 })).toThrow(/`threads` .* must be a positive integer, but is 0/);
+    process.env.DEEPALIGN_THREADS = 'two';
+    try {
+      expect(() => initEngine()).toThrow(/DEEPALIGN_THREADS\) must be a positive integer, but is NaN/);
+    } finally {
+      delete process.env.DEEPALIGN_THREADS;
+    }
+  });
+
+  it.skipIf(loadNative().addon === null)('native: the wasm backend with the addon, threads as requested', async () => {
+    const report = await initEngine({ backend: 'native', threads: 2 });
+    expect(report.backend).toBe('native');
+    expect(report.tfBackend).toBe('wasm');
+    expect(tf.getBackend()).toBe('wasm');
+    expect(report.threads).toBe(2);
+    expect(report.fixes[0]).toMatch(/BatchMatMul \(wasm\): native .* 2 thread/);
+    expect(loadNative().addon!.info().threads).toBe(2);
   });
 
   it('fails loudly when a forced backend cannot start', async () => {
