@@ -155,6 +155,8 @@ describe('train loop', () => {
       expect(part.completed).toBe(false);
       expect(part.steps).toBe(7);
       expect(findCheckpoint(dir)).not.toBeNull();
+      // Simulate a crash between the checkpoint swap's two renames: only `trainer.old` is complete.
+      fs.renameSync(path.join(dir, 'trainer'), path.join(dir, 'trainer.old'));
       // A fresh process would start from fresh (different) weights and sampler: resume must restore both.
       const second = setup(99);
       const rest = await train({ ...second, objective: crossEntropyObjective(), padId: 0, schedule, checkpoint: { dir, every: 5 } });
