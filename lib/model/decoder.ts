@@ -502,6 +502,8 @@ export class Decoder {
   attnImplementation = 'eager';
   /** fused lib/engine ops (faster, same math to float rounding) or plain tf compositions */
   kernels: KernelChoice = 'fused';
+  /** generation_config.json of a loaded checkpoint (generate takes its eos/pad ids as defaults) */
+  generationConfig: Record<string, any> = {};
 
   constructor(config: ModelConfig, params: Map<string, tf.Variable>) {
     this.config = config;
@@ -510,6 +512,13 @@ export class Decoder {
     if (config.positional === 'rope') {
       for (const lt of ['full', 'sliding'] as const) this.invFreq[lt] = ropeInvFreq(config.rope![lt], config.dHead);
     }
+  }
+
+  /** Number of weights (tied embeddings counted once). */
+  get numParameters(): number {
+    let n = 0;
+    for (const v of this.params.values()) n += v.size;
+    return n;
   }
 
   /** All weights by HF name (the training loop takes gradients with respect to these). */

@@ -46,9 +46,10 @@ export interface GenerateOptions extends SamplingOptions {
   /** [B, T], 1 = token, 0 = (left) padding. Default: 0 where the prompt holds the pad id (when
    *  the pad id is known and is not an eos id), else all ones, as transformers infers it. */
   attentionMask?: number[][] | tf.Tensor2D;
-  /** stop a row at any of these ids (default: the config's eos; null = never stop on eos) */
+  /** stop a row at any of these ids (default: generation_config.json's eos, else config.json's;
+   *  null = never stop on eos) */
   eosTokenId?: number | number[] | null;
-  /** id written after a row has finished (default: config pad, else the first eos, else 0) */
+  /** id written after a row has finished (default: generation_config / config pad, else the first eos, else 0) */
   padTokenId?: number;
   /** stop a row once its decoded new text contains one of these (needs `tokenizer`) */
   stopStrings?: string[];
@@ -108,13 +109,15 @@ export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2
   if (opts.stopStrings?.length && !opts.tokenizer) throw new Error('generate: `stopStrings` needs `tokenizer` to decode the new tokens');
   const prompt = toRows(inputIds, 'inputIds');
   const B = prompt.length;
+  // Defaults as transformers: generation_config.json, then config.json.
+  const gen = model.generationConfig;
   const eosIds = new Set<number>(
-    opts.eosTokenId === null ? [] : ([] as number[]).concat(opts.eosTokenId ?? cfg.eosTokenId ?? []),
+    opts.eosTokenId === null ? [] : ([] as number[]).concat(opts.eosTokenId ?? gen.eos_token_id ?? cfg.eosTokenId ?? []),
   );
-  const padId = opts.padTokenId ?? cfg.padTokenId ?? [...eosIds][0] ?? 0;
+  const padKnown: number | undefined = opts.padTokenId ?? gen.pad_token_id ?? cfg.padTokenId;
+  const padId = padKnown ?? [...eosIds][0] ?? 0;
   // Without a mask, transformers infers one when the pad id occurs in the prompt and differs
   // from eos (_prepare_attention_mask_for_generation); otherwise every token is attended.
-  const padKnown = opts.padTokenId ?? cfg.padTokenId;
   const inferMask = padKnown !== undefined && !eosIds.has(padKnown) && prompt.some((r) => r.includes(padKnown));
   const mask = opts.attentionMask
     ? toRows(opts.attentionMask, 'attentionMask')

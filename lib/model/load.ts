@@ -67,7 +67,10 @@ export async function loadModel(dir: string): Promise<Decoder> {
     for (const v of vars.values()) v.dispose();
     throw e;
   }
-  return new Decoder(cfg, vars);
+  const model = new Decoder(cfg, vars);
+  const genFile = path.join(dir, 'generation_config.json');
+  if (fs.existsSync(genFile)) model.generationConfig = readJson(genFile);
+  return model;
 }
 
 export interface CreateModelOptions {
@@ -144,7 +147,7 @@ export async function saveModel(model: Decoder, dir: string, opts: SaveModelOpti
   if (cfg.bosTokenId !== undefined) gen.bos_token_id = cfg.bosTokenId;
   if (cfg.eosTokenId !== undefined) gen.eos_token_id = cfg.eosTokenId;
   if (cfg.padTokenId !== undefined) gen.pad_token_id = cfg.padTokenId;
-  Object.assign(gen, opts.generationConfig);
+  Object.assign(gen, model.generationConfig, opts.generationConfig);
   fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify(gen, null, 2) + '\n');
   const vars = model.variables();
   const tensors: TensorToWrite[] = parameterSpecs(cfg).map((spec) => ({

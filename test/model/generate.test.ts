@@ -206,3 +206,19 @@ describe('attention mask inference', () => {
     expect(attended.sequences).toEqual(allOnes.sequences);
   });
 });
+
+describe('generation_config.json defaults', () => {
+  it('are read by loadModel and give generate its eos id', async () => {
+    expect(llama.generationConfig).toMatchObject({ bos_token_id: 1, eos_token_id: 2, pad_token_id: 0 });
+    const free = await generate(llama, [prompt[0]], { maxNewTokens: 6, eosTokenId: null });
+    const saved = llama.generationConfig;
+    try {
+      llama.generationConfig = { ...saved, eos_token_id: [free.newTokens[0][1]] };
+      const g = await generate(llama, [prompt[0]], { maxNewTokens: 6 });
+      expect(g.newTokens[0]).toEqual(free.newTokens[0].slice(0, free.newTokens[0].indexOf(free.newTokens[0][1]) + 1));
+      expect(g.finishReason[0]).toBe('eos');
+    } finally {
+      llama.generationConfig = saved;
+    }
+  });
+});
