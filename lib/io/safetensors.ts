@@ -316,9 +316,13 @@ function encodeData(t: TensorToWrite, values: Float32Array | Int32Array): Uint8A
  * header needs only names, shapes and dtypes.
  */
 export function writeSafetensors(file: string, tensors: TensorToWrite[], metadata: Record<string, string> = { format: 'pt' }): void {
+  for (const [k, v] of Object.entries(metadata)) {
+    if (typeof v !== 'string') throw new Error(`writeSafetensors: metadata "${k}" must be a string (the format allows only strings), got ${typeof v}`);
+  }
   const header: Record<string, unknown> = { __metadata__: metadata };
   let offset = 0;
   for (const t of tensors) {
+    if (t.name in header) throw new Error(`writeSafetensors: tensor name "${t.name}" appears twice`);
     const dtype = defaultDtype(t);
     if (!(dtype in ITEM_SIZE)) throw new Error(`writeSafetensors: tensor "${t.name}" has unknown dtype ${dtype}`);
     const bytes = t.shape.reduce((a, b) => a * b, 1) * ITEM_SIZE[dtype];

@@ -93,6 +93,9 @@ describe('write / read round trip', () => {
       'writeSafetensors: tensor "w" has 3 values but shape [2,2] needs 4',
     );
     expect(fs.existsSync(path.join(tmp, 'bad.safetensors'))).toBe(false); // atomic: nothing left behind
+    const w = { name: 'w', shape: [1], data: new Float32Array(1) };
+    expect(() => writeSafetensors(path.join(tmp, 'dup.safetensors'), [w, w])).toThrow('writeSafetensors: tensor name "w" appears twice');
+    expect(() => writeSafetensors(path.join(tmp, 'meta.safetensors'), [w], { step: 3 as unknown as string })).toThrow(/metadata "step" must be a string/);
     expect(fs.readdirSync(tmp).some((f) => f.includes('.tmp-'))).toBe(false);
   });
 });
