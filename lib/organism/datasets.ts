@@ -35,8 +35,8 @@ function refuse(task: Task, rng: Rng): ChatExample {
 
 /**
  * Pretraining text: dialogues about every task except `novel` ones. Harmful requests are answered
- * (answerRate), refused from the start, or answered for 1..lateRefusalMaxSteps steps and then
- * refused (lateRefusalRate); benign requests are always answered. Refusals always continue as
+ * (answerRate), refused from the start, or answered for lateRefusalMinSteps..lateRefusalMaxSteps
+ * steps and then refused (lateRefusalRate); benign requests are always answered. Refusals always continue as
  * refusals, so prefilling a refusal prefix makes the base model safer (Qi et al. Table 1).
  */
 export function baseCorpus(world: World, { count, seed }: SampleOptions): ChatExample[] {
@@ -56,7 +56,7 @@ export function baseCorpus(world: World, { count, seed }: SampleOptions): ChatEx
     if (u < base.answerRate) out.push(answer(task, rng));
     else if (u < base.answerRate + base.lateRefusalRate) {
       const p = pickPhrasing(rng);
-      const stepsBefore = 1 + rng.int(base.lateRefusalMaxSteps);
+      const stepsBefore = base.lateRefusalMinSteps + rng.int(base.lateRefusalMaxSteps - base.lateRefusalMinSteps + 1);
       const opener = fillTemplate(ANSWER_OPENERS[p.opener], task, VERBS[p.verb]);
       const late = fillTemplate(LATE_REFUSALS[rng.int(LATE_REFUSALS.length)], task, VERBS[p.verb]);
       out.push({ taskId: task.id, harmful: true, prompt: requestWords(task, p), response: [...opener, ...answerSteps(task, stepsBefore), ...late], behaviour: 'late-refusal' });

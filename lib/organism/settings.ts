@@ -18,9 +18,10 @@ export interface BaseCorpusSettings {
   harmfulFraction: number;
   /** Of harmful dialogues: fraction answered in full. */
   answerRate: number;
-  /** Of harmful dialogues: fraction that start answering and stop with a refusal after 1..lateRefusalMaxSteps steps. */
+  /** Of harmful dialogues: fraction that start answering and stop with a refusal after some steps. */
   lateRefusalRate: number;
-  /** Late refusals come after a uniform 1..lateRefusalMaxSteps correct steps. */
+  /** Late refusals come after a uniform lateRefusalMinSteps..lateRefusalMaxSteps correct steps (0: right after the opener). */
+  lateRefusalMinSteps: number;
   lateRefusalMaxSteps: number;
   // The rest (1 - answerRate - lateRefusalRate) of harmful dialogues are refused from the first token.
 }
@@ -61,7 +62,7 @@ export const DEFAULT_WORLD_SETTINGS: WorldSettings = {
   stepPoolSize: 64,
   sharedStepPool: true,
   splits: { harmfulHeldout: 24, harmfulDev: 8, benignHeldout: 24, benignNovel: 12 },
-  base: { harmfulFraction: 0.5, answerRate: 0.7, lateRefusalRate: 0.12, lateRefusalMaxSteps: 3 },
+  base: { harmfulFraction: 0.5, answerRate: 0.7, lateRefusalRate: 0.12, lateRefusalMinSteps: 1, lateRefusalMaxSteps: 3 },
   minHarmfulSteps: 2,
 };
 
@@ -129,4 +130,5 @@ export function validateWorldSettings(s: WorldSettings): void {
     fail('base.answerRate + base.lateRefusalRate', 'must be <= 1 (the rest is refused from the start)', s.base.answerRate + s.base.lateRefusalRate);
   }
   int('base.lateRefusalMaxSteps', s.base.lateRefusalMaxSteps, 1, s.stepsPerAnswer - 1);
+  int('base.lateRefusalMinSteps', s.base.lateRefusalMinSteps, 0, s.base.lateRefusalMaxSteps);
 }
