@@ -82,6 +82,29 @@ export class Tokenizer {
     return this.inner.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 
+  /**
+   * Encode several texts into one rectangular batch, padded on the left (for generation, as
+   * transformers' padding_side="left") or on the right (for training). Returns ids and the
+   * attention mask (1 = token, 0 = padding) as number[][].
+   */
+  encodeBatch(texts: string[], opts: EncodeOptions & { padSide?: 'left' | 'right'; padTokenId?: number } = {}): { inputIds: number[][]; attentionMask: number[][] } {
+    const pad = opts.padTokenId ?? this.padTokenId ?? this.eosTokenId;
+    if (pad === undefined) throw new Error('encodeBatch: the tokenizer has no pad or eos token; pass `padTokenId`');
+    const rows = texts.map((t) => this.encode(t, opts));
+    const width = Math.max(0, ...rows.map((r) => r.length));
+    const left = (opts.padSide ?? 'left') === 'left';
+    const inputIds = rows.map((r) => {
+      const fill = Array<number>(width - r.length).fill(pad);
+      return left ? [...fill, ...r] : [...r, ...fill];
+    });
+    const attentionMask = rows.map((r) => {
+      const ones = Array<number>(r.length).fill(1);
+      const zeros = Array<number>(width - r.length).fill(0);
+      return left ? [...zeros, ...ones] : [...ones, ...zeros];
+    });
+    return { inputIds, attentionMask };
+  }
+
   /** Token strings, e.g. for displaying per-token scores. */
   tokenize(text: string, opts: EncodeOptions = {}): string[] {
     return this.inner.tokenize(text, { add_special_tokens: opts.addSpecialTokens ?? true });

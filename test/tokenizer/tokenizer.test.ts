@@ -43,6 +43,24 @@ describe.each(Object.keys(TOKENIZER_DIRS))('%s tokenizer', (name) => {
   });
 });
 
+describe('encodeBatch', () => {
+  it('left-pads with the pad token (qwen3: <|endoftext|>) and builds the mask; right padding too', async () => {
+    const tok = await loadTokenizer(TOKENIZER_DIRS.qwen3);
+    const texts = ['Hello world', 'a'];
+    const { inputIds, attentionMask } = tok.encodeBatch(texts);
+    const long = tok.encode('Hello world');
+    const short = tok.encode('a');
+    const pad = tok.padTokenId!;
+    expect(pad).toBe(151643);
+    const gap = long.length - short.length;
+    expect(inputIds).toEqual([long, [...Array(gap).fill(pad), ...short]]);
+    expect(attentionMask).toEqual([long.map(() => 1), [...Array(gap).fill(0), ...short.map(() => 1)]]);
+    const right = tok.encodeBatch(texts, { padSide: 'right', padTokenId: 0 });
+    expect(right.inputIds[1]).toEqual([...short, ...Array(gap).fill(0)]);
+    expect(right.attentionMask[1]).toEqual([...short.map(() => 1), ...Array(gap).fill(0)]);
+  });
+});
+
 describe('transformers 5 vs tokenizer.json for Llama', () => {
   it('differ exactly on text that starts with whitespace', async () => {
     const fx = cases('llama2');
