@@ -48,6 +48,8 @@ describe('npm run nb', () => {
     ]);
     expect(run.stderr).toContain('ok in');
     expect(run.status).toBe(0);
+    // Progress bars are echoed to the terminal while the cell runs (in a log: the first line, then one per 10 s).
+    expect(run.stderr).toMatch(/^ {4}loop {3}0%\|/m);
     const nb = run.written();
     expect(nb.nbformat_minor).toBe(5);
     expect(nb.metadata.kernelspec.name).toBe('deepalign');
