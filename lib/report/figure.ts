@@ -121,7 +121,7 @@ if (window.Plotly) {
   Plotly.newPlot('figure', figure.data, figure.layout, Object.assign({ responsive: true }, figure.config));
 } else {
   document.getElementById('figure').textContent =
-    'plotly.js did not load from ${plotlyScript.src ?? ''}: run npm ci at the repository root, or re-save with { standalone: true }.';
+    ${scriptJson(`plotly.js did not load from ${plotlyScript.src ?? ''}: run npm ci at the repository root, or re-save with { standalone: true }.`)};
 }
 </script>
 </body>
