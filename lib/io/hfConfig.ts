@@ -166,8 +166,63 @@ function activationFromHF(name: string, file: string): Activation {
   }
 }
 
+/**
+ * Gemma3TextConfig's defaults (transformers configuration_gemma3.py): the text_config inside a
+ * multimodal Gemma 3 config.json lists only the fields that differ from them.
+ */
+const GEMMA3_TEXT_DEFAULTS: Record<string, unknown> = {
+  vocab_size: 262208,
+  hidden_size: 2304,
+  intermediate_size: 9216,
+  num_hidden_layers: 26,
+  num_attention_heads: 8,
+  num_key_value_heads: 4,
+  head_dim: 256,
+  max_position_embeddings: 131072,
+  rms_norm_eps: 1e-6,
+  rope_theta: 1_000_000,
+  rope_local_base_freq: 10_000,
+  query_pre_attn_scalar: 256,
+  sliding_window: 4096,
+  sliding_window_pattern: 6,
+  pad_token_id: 0,
+  eos_token_id: 1,
+  bos_token_id: 2,
+  tie_word_embeddings: true,
+};
+
+const CAUSAL_LM_CLASS: Record<ModelType, string> = {
+  llama: 'LlamaForCausalLM',
+  qwen2: 'Qwen2ForCausalLM',
+  qwen3: 'Qwen3ForCausalLM',
+  mistral: 'MistralForCausalLM',
+  gemma: 'GemmaForCausalLM',
+  gemma2: 'Gemma2ForCausalLM',
+  gemma3_text: 'Gemma3ForCausalLM',
+  gpt2: 'GPT2LMHeadModel',
+};
+
+/**
+ * The text model of a multimodal config.json (Gemma 3, LLaVA, Mistral 3: {model_type, text_config,
+ * vision_config}) as a stand-alone causal-LM config, or undefined for a plain text config. The
+ * vision tower is not loaded; saveModel writes this text-only config back.
+ */
+export function textConfigOf(json: Record<string, any>): Record<string, any> | undefined {
+  if (!json.text_config || typeof json.text_config !== 'object') return undefined;
+  const text = { ...json.text_config };
+  text.model_type ??= json.model_type === 'gemma3' ? 'gemma3_text' : undefined;
+  if (text.model_type === 'gemma3_text') {
+    for (const [k, v] of Object.entries(GEMMA3_TEXT_DEFAULTS)) text[k] ??= v;
+  }
+  text.architectures = [CAUSAL_LM_CLASS[text.model_type as ModelType] ?? `${text.model_type}ForCausalLM`];
+  if (json.tie_word_embeddings !== undefined) text.tie_word_embeddings ??= json.tie_word_embeddings;
+  return text;
+}
+
 /** Map a transformers config.json object onto ModelConfig. `file` is only used in error messages. */
 export function fromHF(json: Record<string, any>, file = 'config.json'): ModelConfig {
+  const text = textConfigOf(json);
+  if (text) return fromHF(text, `${file} (text_config)`);
   const modelType = json.model_type;
   const common = () => {
     const dModel = need<number>(json, 'hidden_size', file);
@@ -354,18 +409,8 @@ export function validateConfig(cfg: ModelConfig, where = 'validateConfig'): Mode
  */
 export function toHF(cfg: ModelConfig): Record<string, any> {
   if (cfg.hf) return { ...cfg.hf };
-  const arch: Record<ModelType, string> = {
-    llama: 'LlamaForCausalLM',
-    qwen2: 'Qwen2ForCausalLM',
-    qwen3: 'Qwen3ForCausalLM',
-    mistral: 'MistralForCausalLM',
-    gemma: 'GemmaForCausalLM',
-    gemma2: 'Gemma2ForCausalLM',
-    gemma3_text: 'Gemma3ForCausalLM',
-    gpt2: 'GPT2LMHeadModel',
-  };
   const base = {
-    architectures: [arch[cfg.modelType]],
+    architectures: [CAUSAL_LM_CLASS[cfg.modelType]],
     model_type: cfg.modelType,
     vocab_size: cfg.vocabSize,
     bos_token_id: cfg.bosTokenId ?? null,

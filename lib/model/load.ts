@@ -11,7 +11,13 @@ import { fillNormal, mulberry32 } from './random.js';
 
 // Tensors a checkpoint may carry that are not parameters of the model (buffers older
 // transformers versions saved, or a redundant lm_head next to tied embeddings).
-const IGNORED_TENSORS = [/\.attn\.bias$/, /\.attn\.masked_bias$/, /rotary_emb\.inv_freq$/];
+const IGNORED_TENSORS = [
+  /\.attn\.bias$/,
+  /\.attn\.masked_bias$/,
+  /rotary_emb\.inv_freq$/,
+  // the image side of multimodal checkpoints (only the language model is loaded)
+  /^(model\.)?(vision_tower|vision_model|multi_modal_projector|image_newline)\b/,
+];
 
 // tfjs variable names are global to the engine, so two loaded models need distinct names; the
 // HF name stays the key of model.variables().
@@ -28,14 +34,23 @@ function variableName(hfName: string): string {
  */
 export async function loadModel(dir: string): Promise<Decoder> {
   const configFile = path.join(dir, 'config.json');
-  const cfg = fromHF(readJson(configFile), configFile);
+  const json = readJson(configFile);
+  const cfg = fromHF(json, configFile);
   const index = indexCheckpoint(dir);
   const specs = parameterSpecs(cfg);
-  // Checkpoints saved from the base model (e.g. openai-community/gpt2, whose tensors are "h.0.…"
-  // rather than "transformer.h.0.…") omit the prefix transformers calls base_model_prefix.
+  // Where the causal LM's tensors live in the file, tried in this order and chosen by the token
+  // embedding: as saved by *ForCausalLM; from the base model without transformers'
+  // base_model_prefix (e.g. the Hub's gpt2: "h.0.…" for "transformer.h.0.…"); inside a
+  // multimodal model, old layout "language_model.model.…" / "language_model.lm_head.weight" or
+  // new layout "model.language_model.…" / "lm_head.weight".
   const prefix = cfg.modelType === 'gpt2' ? 'transformer.' : 'model.';
-  const stripped = !index.tensors.has(specs[0].name) && index.tensors.has(specs[0].name.slice(prefix.length));
-  const fileName = (name: string) => (stripped && name.startsWith(prefix) ? name.slice(prefix.length) : name);
+  const layouts: ((name: string) => string)[] = [
+    (n) => n,
+    (n) => (n.startsWith(prefix) ? n.slice(prefix.length) : n),
+    (n) => `language_model.${n}`,
+    (n) => (n.startsWith('model.') ? `model.language_model.${n.slice('model.'.length)}` : n),
+  ];
+  const fileName = layouts.find((f) => index.tensors.has(f(specs[0].name))) ?? layouts[0];
   const where = (name: string) => index.tensors.get(name)?.header.file ?? dir;
   // Check names and shapes of everything before reading any data.
   for (const spec of specs) {
@@ -49,7 +64,7 @@ export async function loadModel(dir: string): Promise<Decoder> {
   }
   const known = new Set(specs.map((s) => fileName(s.name)));
   const unexpected = [...index.tensors.keys()].filter(
-    (n) => !known.has(n) && !IGNORED_TENSORS.some((re) => re.test(n)) && !(n === 'lm_head.weight' && cfg.tieEmbeddings),
+    (n) => !known.has(n) && !IGNORED_TENSORS.some((re) => re.test(n)) && !(n === fileName('lm_head.weight') && cfg.tieEmbeddings),
   );
   if (unexpected.length) {
     throw new Error(`loadModel ${where(unexpected[0])}: unexpected tensors for ${cfg.modelType}: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ', …' : ''}`);

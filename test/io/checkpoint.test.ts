@@ -231,3 +231,50 @@ describe('checkpoint naming', () => {
     model.dispose();
   });
 });
+
+describe('multimodal checkpoints (language model only)', () => {
+  it.each([
+    ['old layout (language_model.model.*)', (n: string) => `language_model.${n}`, ''],
+    ['new layout (model.language_model.*)', (n: string) => n.replace(/^model\./, 'model.language_model.'), 'model.'],
+  ])('a Gemma 3 config with text_config and vision weights, %s', async (_name, rename, visionPrefix) => {
+    const dir = path.join(tmp, `gemma3-mm-${rename('model.x').split('.')[0]}`);
+    fs.mkdirSync(dir, { recursive: true });
+    const text = fixtureConfig('gemma3_text-A');
+    // the wrapper lists only non-default text fields; these equal Gemma3TextConfig's defaults and are left out
+    const { model_type: _mt, architectures: _a, rope_parameters: _rp, layer_types: _lt, _sliding_window_pattern: _sp, ...textFields } = text;
+    const config = {
+      model_type: 'gemma3',
+      architectures: ['Gemma3ForConditionalGeneration'],
+      text_config: { ...textFields, model_type: 'gemma3_text', rope_theta: 1e6, rope_local_base_freq: 10000, sliding_window_pattern: 6 },
+      vision_config: { model_type: 'siglip_vision_model', hidden_size: 8 },
+    };
+    fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(config));
+    const tensors: { name: string; shape: number[]; data: Float32Array | Int32Array }[] = [...loadSafetensors(path.join(fixtureDir('gemma3_text-A'), 'model.safetensors')).values()].map((t) => ({
+      name: rename(t.name),
+      shape: t.shape,
+      data: t.data,
+    }));
+    tensors.push({ name: `${visionPrefix}vision_tower.vision_model.post_layernorm.weight`, shape: [8], data: new Float32Array(8) });
+    tensors.push({ name: `${visionPrefix}multi_modal_projector.mm_input_projection_weight`, shape: [8, 64], data: new Float32Array(512) });
+    writeSafetensors(path.join(dir, 'model.safetensors'), tensors);
+    const model = await loadModel(dir);
+    expect(model.config.modelType).toBe('gemma3_text');
+    const exp = loadExpected('gemma3_text-A');
+    expect(relErr(logitsOf(model, rows(exp.get('input_ids')!)), exp.get('logits')!.data)).toBeLessThan(1e-4);
+    // saved back as a text-only Gemma3ForCausalLM
+    const out = path.join(dir, 'text-only');
+    await saveModel(model, out);
+    expect(JSON.parse(fs.readFileSync(path.join(out, 'config.json'), 'utf8'))).toMatchObject({ model_type: 'gemma3_text', architectures: ['Gemma3ForCausalLM'], vocab_size: 320 });
+    model.dispose();
+    const again = await loadModel(out);
+    expect(relErr(logitsOf(again, rows(exp.get('input_ids')!)), exp.get('logits')!.data)).toBeLessThan(1e-4);
+    again.dispose();
+  });
+
+  it('fills Gemma3TextConfig defaults for fields a text_config leaves out', () => {
+    const cfg = fromHF({ model_type: 'gemma3', text_config: { hidden_size: 2560, intermediate_size: 10240, num_hidden_layers: 34, sliding_window: 1024, rope_scaling: { rope_type: 'linear', factor: 8 } } });
+    expect(cfg).toMatchObject({ modelType: 'gemma3_text', vocabSize: 262208, nHeads: 8, nKvHeads: 4, dHead: 256, slidingWindow: 1024, queryPreAttnScalar: 256, normEps: 1e-6 });
+    expect(cfg.rope).toEqual({ full: { theta: 1e6, type: 'linear', factor: 8 }, sliding: { theta: 10000, type: 'default' } });
+    expect(cfg.layerTypes.filter((t) => t === 'full')).toHaveLength(5); // layers 5, 11, 17, 23, 29
+  });
+});
