@@ -189,14 +189,14 @@ describe('attention semantics', () => {
     const gqa = createModel(VARIANTS['llama tied, GQA 4'], { seed: 5 });
     const mhaConfig = { ...VARIANTS['llama tied, GQA 4'], num_key_value_heads: 8 };
     const mha = createModel(mhaConfig, { seed: 6 });
-    const dh = 8;
     for (const [name, v] of gqa.variables()) {
       const target = mha.variables().get(name)!;
       if (/\.(k|v)_proj\.weight$/.test(name)) {
         // [2*dh, D] -> [8*dh, D]: kv head j serves query heads 4j..4j+3
         const heads = tf.split(v, 2, 0);
-        target.assign(tf.concat(heads.flatMap((h) => [h, h, h, h]), 0));
-        tf.dispose(heads);
+        const repeated = tf.concat(heads.flatMap((h) => [h, h, h, h]), 0);
+        target.assign(repeated);
+        tf.dispose([...heads, repeated]);
       } else {
         target.assign(v);
       }
@@ -207,7 +207,6 @@ describe('attention semantics', () => {
     tf.dispose([a.logits, b.logits]);
     gqa.dispose();
     mha.dispose();
-    void dh;
   });
 
   it('inputsEmbeds = embedding rows gives the same logits (gemma scale and gpt2 positions applied inside)', () => {
