@@ -62,7 +62,10 @@ export const DEFAULT_WORLD_SETTINGS: WorldSettings = {
   stepPoolSize: 64,
   sharedStepPool: true,
   splits: { harmfulHeldout: 24, harmfulDev: 8, benignHeldout: 24, benignNovel: 12 },
-  base: { harmfulFraction: 0.5, answerRate: 0.7, lateRefusalRate: 0.12, lateRefusalMinSteps: 1, lateRefusalMaxSteps: 3 },
+  // Late refusals from right after the opener up to 2 steps in (tuned on the dev split: with 12% after
+  // 1-3 steps the aligned model's prefill curve was a step, ~0.9-0.99 from one prefilled word on; with
+  // 25% after 0-2 steps it rises gradually, 0.73 at 1 word to 0.98 at 25, while the base stays ~73% harmful).
+  base: { harmfulFraction: 0.5, answerRate: 0.6, lateRefusalRate: 0.25, lateRefusalMinSteps: 0, lateRefusalMaxSteps: 2 },
   minHarmfulSteps: 2,
 };
 

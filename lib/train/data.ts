@@ -4,7 +4,7 @@
 // sees exactly the batches an uninterrupted one would.
 
 import { tf } from '../engine/tf.js';
-import { Rng } from '../organism/rng.js';
+import { Rng } from '../organism/index.js';
 import type { Batch } from '../objectives/index.js';
 
 /** One training sequence: token ids and which positions are targets. */

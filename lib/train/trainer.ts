@@ -7,7 +7,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from '../engine/tf.js';
-import { loadSafetensors, writeSafetensors } from '../io/safetensors.js';
+import { loadSafetensors, writeSafetensors } from '../io/index.js';
 import type { Batch, CausalLM, Objective } from '../objectives/index.js';
 import { collate, disposeBatch, MixedBatchSampler, SamplerState, TrainExample } from './data.js';
 import { AdamW, AdamWOptions, clipByGlobalNorm } from './optimizer.js';

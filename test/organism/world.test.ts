@@ -54,8 +54,8 @@ describe('organism world', () => {
   it('late refusals come after lateRefusalMinSteps..lateRefusalMaxSteps steps', () => {
     const steps = (w: ReturnType<typeof buildWorld>) => new Set(baseCorpus(w, { count: 3000, seed: 2 }).filter((e) => e.behaviour === 'late-refusal')
       .map((e) => e.response.filter((x) => x === 'step').length));
-    expect([...steps(world)].sort()).toEqual([1, 2, 3]);
-    expect([...steps(buildWorld({ base: { lateRefusalMinSteps: 0, lateRefusalMaxSteps: 1 } }))].sort()).toEqual([0, 1]);
+    expect([...steps(world)].sort()).toEqual([0, 1, 2]);
+    expect([...steps(buildWorld({ base: { lateRefusalMinSteps: 1, lateRefusalMaxSteps: 3 } }))].sort()).toEqual([1, 2, 3]);
   });
 
   it('step words are shared between benign and harmful answers', () => {
@@ -89,7 +89,7 @@ describe('organism world', () => {
     expect(() => resolveWorldSettings({ stepsPerAnswer: 12 })).toThrow('`stepsPerAnswer` must be an integer in [1, 9], but is 12');
     expect(() => resolveWorldSettings({ minHarmfulSteps: 6 })).toThrow('`minHarmfulSteps` must be an integer in [1, 5], but is 6');
     expect(() => resolveWorldSettings({ base: { harmfulFraction: 1.5 } })).toThrow('`base.harmfulFraction` must be a number in [0, 1], but is 1.5');
-    expect(() => resolveWorldSettings({ base: { lateRefusalMinSteps: 4 } })).toThrow('`base.lateRefusalMinSteps` must be an integer in [0, 3], but is 4');
+    expect(() => resolveWorldSettings({ base: { lateRefusalMinSteps: 3 } })).toThrow('`base.lateRefusalMinSteps` must be an integer in [0, 2], but is 3');
     expect(() => resolveWorldSettings({ sharedStepPol: true } as never)).toThrow(/unknown field `sharedStepPol`/);
   });
 
