@@ -2,6 +2,8 @@
 // (torch_reference.py), measured in one run on the same machine; writes bench/results.json.
 //
 //   npx tsx bench/bench.ts [--steps 20] [--warmup 5] [--rounds 2] [--peer PATH | --no-peer] [--backend wasm] [--threads N]
+//                          [--no-organism] [--reproduce]
+// --reproduce also times `npm run reproduce` (every notebook, full size) and records its wall time.
 // The machine is shared, so the peer and ours run alternately for --rounds rounds and each side's
 // best round is reported (interference only ever slows a run down); the peer runs at 2 and at 1
 // thread each round and keeps its better figure.
@@ -165,6 +167,14 @@ if (!flag('no-organism')) {
   }
 }
 
+// Wall time of the full reproduction (opt-in: it runs every notebook at full size).
+let reproduce: { wall_s: number; ok: boolean } | null = null;
+if (flag('reproduce')) {
+  const t = performance.now();
+  const child = spawnSync('npm', ['run', '-s', 'reproduce'], { stdio: 'inherit', timeout: 3_600_000 });
+  reproduce = { wall_s: Math.round((performance.now() - t) / 100) / 10, ok: child.status === 0 };
+}
+
 const results = {
   machine: `${os.cpus()[0]?.model ?? 'unknown cpu'}, ${os.cpus().length} cores, ${Math.round(os.totalmem() / 2 ** 30)} GiB, ${os.platform()}-${os.arch()}, node ${process.versions.node}`,
   date: new Date().toISOString(),
@@ -177,6 +187,7 @@ const results = {
   generate_b16: { ours: Math.round(ours.generate_b16), peer: peer.generate_b16, ratio: ratio(ours.generate_b16, peer.generate_b16) },
   peak_rss_mb: { ours: ours.peak_rss_mb, peer: peer.peak_rss_mb },
   organism_train: organism,
+  reproduce,
   rounds: ROUNDS,
   load_average: os.loadavg().map((x) => Math.round(x * 100) / 100),
   wall_s: Math.round((performance.now() - t0) / 100) / 10,
@@ -190,6 +201,7 @@ console.log(row('generate batch 1', results.generate_b1.ours, results.generate_b
 console.log(row(`generate batch ${BATCH}`, results.generate_b16.ours, results.generate_b16.peer));
 console.log(row('peak RSS', results.peak_rss_mb.ours, results.peak_rss_mb.peer, 'MB'));
 if (organism) console.log(row(`organism train (V=${organism.vocab})`, organism.train.ours, organism.train.peer));
+if (reproduce) console.log(`npm run reproduce: ${reproduce.wall_s} s${reproduce.ok ? '' : ' (FAILED)'}`);
 console.log(`peer: ${peer.version ?? `none (${peer.why})`}; ours: step ${results.train.step_ms} ms, loss ${ours.loss.toFixed(3)}; wall ${results.wall_s} s`);
 const out = path.join(repoRoot, 'bench', 'results.json');
 writeFileSync(out, JSON.stringify(results, null, 2) + '\n');
