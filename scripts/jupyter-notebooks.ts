@@ -43,6 +43,8 @@ if (!listed.includes(KERNEL_NAME)) {
   console.error(`test:jupyter: FAILED: jupyter kernelspec list does not show "${KERNEL_NAME}" (it shows: ${listed.join(', ') || specs.stderr})`);
   process.exit(1);
 }
+// Same per-cell limit as our runner's --cell-timeout; none by default.
+const cellTimeout = process.env.DEEPALIGN_CELL_TIMEOUT_S ?? '-1';
 const notebooks = listNotebooks(process.argv.slice(2));
 const started = performance.now();
 for (const nb of notebooks) {
@@ -50,7 +52,7 @@ for (const nb of notebooks) {
   const t0 = performance.now();
   const run = spawnSync(
     'jupyter',
-    ['nbconvert', '--to', 'notebook', '--execute', `--ExecutePreprocessor.kernel_name=${KERNEL_NAME}`, '--ExecutePreprocessor.timeout=-1', '--output-dir', outDir, nb],
+    ['nbconvert', '--to', 'notebook', '--execute', `--ExecutePreprocessor.kernel_name=${KERNEL_NAME}`, `--ExecutePreprocessor.timeout=${cellTimeout}`, '--output-dir', outDir, nb],
     { cwd: REPO_ROOT, env, encoding: 'utf8' },
   );
   const secs = ((performance.now() - t0) / 1000).toFixed(1);

@@ -1,4 +1,4 @@
-// npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write] [--clean]
+// npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write] [--clean] [--cell-timeout S]
 //
 // Executes one notebook headless (tslab's compiler and executor, in this process, working
 // directory = repository root) and writes its outputs back into the .ipynb. Exits 1 naming the
@@ -10,6 +10,7 @@
 //            outputs are never overwritten by a smoke run.
 // --out P    write the executed notebook to P instead of in place.
 // --no-write execute only.
+// --cell-timeout S  fail a cell still awaiting after S seconds (also $DEEPALIGN_CELL_TIMEOUT_S).
 // --clean    do not execute: only drop live-only outputs (the plotly bundle and interactive HTML a
 //            Jupyter session saved) and rewrite in the committed format. For notebooks saved from
 //            Jupyter, before committing them.
@@ -26,23 +27,32 @@ function shownPath(path: string): string {
 }
 
 function usage(message: string): never {
-  process.stderr.write(`nb: ${message}\nusage: npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write] [--clean]\n`);
+  process.stderr.write(`nb: ${message}\nusage: npm run nb -- notebooks/<name>.ipynb [--fast] [--out <path>] [--no-write] [--clean] [--cell-timeout S]\n`);
   process.exit(2);
 }
 
 function parseArgs(argv: string[]) {
-  const args = { notebook: '', fast: false, out: undefined as string | undefined, write: true, clean: false };
+  const args = {
+    notebook: '',
+    fast: false,
+    out: undefined as string | undefined,
+    write: true,
+    clean: false,
+    cellTimeoutS: process.env.DEEPALIGN_CELL_TIMEOUT_S ? Number(process.env.DEEPALIGN_CELL_TIMEOUT_S) : undefined,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--fast') args.fast = true;
     else if (arg === '--no-write') args.write = false;
     else if (arg === '--clean') args.clean = true;
+    else if (arg === '--cell-timeout') args.cellTimeoutS = Number(argv[++i]);
     else if (arg === '--out') args.out = argv[++i] ?? usage('--out needs a path');
     else if (arg.startsWith('-')) usage(`unknown option ${arg}`);
     else if (args.notebook) usage(`one notebook per run (got ${args.notebook} and ${arg}); use npm run reproduce for several`);
     else args.notebook = arg;
   }
   if (!args.notebook) usage('no notebook given');
+  if (args.cellTimeoutS !== undefined && !(args.cellTimeoutS > 0)) usage(`--cell-timeout must be a positive number of seconds, got ${args.cellTimeoutS}`);
   return args;
 }
 
@@ -72,7 +82,7 @@ async function main() {
     process.exit(0);
   }
   process.stderr.write(`nb: running ${shown}${args.fast ? ' (fast)' : ''}\n`);
-  const result = await runNotebook(notebook);
+  const result = await runNotebook(notebook, { cellTimeoutS: args.cellTimeoutS });
 
   if (result.failure) {
     const f = result.failure;

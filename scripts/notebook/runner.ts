@@ -27,6 +27,8 @@ interface TslabConverter {
 }
 interface TslabExecutor {
   execute(src: string): Promise<boolean>;
+  /** Rejects the awaited promise of a running async cell (what Jupyter's interrupt does). */
+  interrupt(): void;
   close(): void;
 }
 interface DisplayMessage {
@@ -68,6 +70,9 @@ export interface RunResult {
 export interface RunOptions {
   /** Called with one line of progress per cell; defaults to the real stderr. */
   log?: (line: string) => void;
+  /** Fail a cell still awaiting after this many seconds (interrupting it as Jupyter would).
+   * Only awaits can be interrupted: a synchronous loop keeps the process busy regardless. */
+  cellTimeoutS?: number;
 }
 
 /** Mutable per-cell state that the patched streams and display hooks write into. */
@@ -184,14 +189,24 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
       process.stderr.write = patched.stderr as typeof process.stderr.write;
       tslabJupyter.lastWriteDisplayData = onDisplay;
       let ok: boolean;
+      let timedOut = false;
+      const timer =
+        options.cellTimeoutS === undefined
+          ? undefined
+          : setTimeout(() => {
+              timedOut = true;
+              executor.interrupt();
+            }, options.cellTimeoutS * 1000);
       try {
         ok = await executor.execute(cell.source);
         // Let rejections from promises the cell dropped surface before we judge it.
         await new Promise((resolve) => setImmediate(resolve));
       } finally {
+        clearTimeout(timer);
         process.stdout.write = originalWrites.stdout;
         process.stderr.write = originalWrites.stderr;
       }
+      if (timedOut) capture.stderr += `\ncell timeout: still running after ${options.cellTimeoutS}s (--cell-timeout), interrupted\n`;
       closeEcho();
       const secs = (performance.now() - cellStart) / 1000;
       result.cellSeconds.push(secs);

@@ -103,6 +103,13 @@ describe('npm run nb', () => {
     expect(dropped.stderr).toContain('Unhandled error: Error: nobody awaited me');
   });
 
+  it('--cell-timeout interrupts a cell that awaits too long', () => {
+    const run = runCli(['await new Promise((resolve) => setTimeout(resolve, 60_000));'], ['--no-write', '--cell-timeout', '1']);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('failed at cell 2 (execution 1');
+    expect(run.stderr).toContain('cell timeout: still running after 1s (--cell-timeout), interrupted');
+  });
+
   it('--clean strips live-only outputs from a notebook saved by Jupyter without running it', () => {
     const dir = mkdtempSync(join(tmpdir(), 'deepalign-nb-'));
     const path = join(dir, 'saved.ipynb');
