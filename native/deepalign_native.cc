@@ -250,10 +250,64 @@ Pool& pool() {
 }
 
 // Batched product; offsets are element offsets of each batch's A, B and C inside a, b, c.
+// Few rows (decoding: m = 1 per sequence): packing B would cost more than the product, so read B
+// in place. transposeB (HF's [out, in] weights): dot products along contiguous k; otherwise rows
+// of C accumulate rows of B. A row is gathered first when A is transposed.
+constexpr int SMALL_M = 4;
+
+inline float dot(const float* x, const float* y, int k) {
+  int p = 0;
+  float sum = 0.f;
+#if defined(__AVX__)
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+  for (; p + 16 <= k; p += 16) {
+#if defined(__FMA__)
+    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(y + p), acc0);
+    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p + 8), _mm256_loadu_ps(y + p + 8), acc1);
+#else
+    acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(y + p)));
+    acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_loadu_ps(x + p + 8), _mm256_loadu_ps(y + p + 8)));
+#endif
+  }
+  alignas(32) float lanes[8];
+  _mm256_store_ps(lanes, _mm256_add_ps(acc0, acc1));
+  for (int l = 0; l < 8; l++) sum += lanes[l];
+#endif
+  for (; p < k; p++) sum += x[p] * y[p];
+  return sum;
+}
+
+void small_m_product(const float* a, const float* b, float* c, int m, int n, int k, bool ta, bool tb, float* row) {
+  for (int i = 0; i < m; i++) {
+    const float* ai = a + (size_t)i * k;
+    if (ta) {
+      for (int p = 0; p < k; p++) row[p] = a[(size_t)p * m + i];
+      ai = row;
+    }
+    float* ci = c + (size_t)i * n;
+    if (tb) {
+      for (int j = 0; j < n; j++) ci[j] = dot(ai, b + (size_t)j * k, k);
+    } else {
+      std::memset(ci, 0, sizeof(float) * n);
+      for (int p = 0; p < k; p++) {
+        const float x = ai[p];
+        const float* bp = b + (size_t)p * n;
+        for (int j = 0; j < n; j++) ci[j] += x * bp[j];  // vectorised by the compiler
+      }
+    }
+  }
+}
+
 void sgemm_batched(const float* a, const float* b, float* c, const uint32_t* a_off, const uint32_t* b_off,
                    const uint32_t* c_off, int batch, int m, int n, int k, bool ta, bool tb) {
   if (k == 0) {
     for (int q = 0; q < batch; q++) std::memset(c + c_off[q], 0, sizeof(float) * (size_t)m * n);
+    return;
+  }
+  if (m <= SMALL_M) {
+    thread_local std::vector<float> row;
+    if (ta && (int)row.size() < k) row.resize(k);
+    for (int q = 0; q < batch; q++) small_m_product(a + a_off[q], b + b_off[q], c + c_off[q], m, n, k, ta, tb, row.data());
     return;
   }
   const int n_pad = (n + NR - 1) / NR * NR;

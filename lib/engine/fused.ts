@@ -7,6 +7,15 @@ import type { NativeAddon } from './native.js';
 
 type Tensor = tf.Tensor;
 
+/**
+ * Is a gradient tape recording (inside tf.grad / variableGrads)? Outside one, the fused ops run
+ * their forward ops directly: tf.customGrad's own bookkeeping costs more than it saves on the
+ * small tensors of decoding.
+ */
+function recording(): boolean {
+  return (tf.engine() as unknown as { isTapeOn(): boolean }).isTapeOn();
+}
+
 /** Sums `g` (shaped like a broadcast result) back to `shape`, as a broadcast operand's gradient. */
 function reduceTo(g: Tensor, shape: number[]): Tensor {
   const axes = tf.backend_util.getReductionAxes(shape, g.shape);
@@ -22,6 +31,9 @@ function reduceTo(g: Tensor, shape: number[]): Tensor {
  */
 export function rmsNorm(x: Tensor, w: Tensor, eps: number, opts: { offset?: 0 | 1 } = {}): Tensor {
   const offset = opts.offset ?? 0;
+  if (!recording()) {
+    return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), offset ? tf.add(w, offset) : w));
+  }
   const f = tf.customGrad((xi: Tensor | tf.GradSaveFunc, wi: Tensor | tf.GradSaveFunc, save: Tensor | tf.GradSaveFunc) => {
     const [x_, w_] = [xi as Tensor, wi as Tensor];
     const r = tf.rsqrt(tf.add(tf.mean(tf.square(x_), -1, true), eps));
@@ -50,6 +62,7 @@ export function swiglu(gate: Tensor, up: Tensor): Tensor {
     gate.shape.length === up.shape.length && gate.shape.every((d, i) => d === up.shape[i]),
     () => `swiglu: \`gate\` [${gate.shape}] and \`up\` [${up.shape}] must have the same shape`,
   );
+  if (!recording()) return tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
   const f = tf.customGrad((gi: Tensor | tf.GradSaveFunc, ui: Tensor | tf.GradSaveFunc, save: Tensor | tf.GradSaveFunc) => {
     const [g, u] = [gi as Tensor, ui as Tensor];
     const s = tf.sigmoid(g);
@@ -113,6 +126,13 @@ export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | u
     return tf.reshape(tf.matMul(p, vi), [B, H, Tq, dh]);
   };
 
+  const takeProbs = () => {
+    const kept = probsOut as unknown as Tensor;
+    const probs = tf.clone(kept); // tracked by the caller's tidy scope, unlike the kept original
+    kept.dispose();
+    return probs;
+  };
+
   const backward = (dy: Tensor, saved: Tensor[]) => {
     const [qg, kS, vS, p, capped] = saved;
     const dOg = tf.reshape(dy, [B, Hkv, g * Tq, dh]);
@@ -125,6 +145,11 @@ export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | u
     const dk = tf.mul(tf.matMul(ds, qg, true, false), scale);
     return { dq, dk, dv, dMaskFull };
   };
+
+  if (!recording()) {
+    const output = tf.tidy(() => forward(q, k, v, mask ?? null, () => {}));
+    return { output, probs: takeProbs() };
+  }
 
   let output: Tensor;
   if (mask === undefined) {
@@ -147,10 +172,7 @@ export function fusedAttention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | u
     }));
     output = f(q, k, v, mask);
   }
-  const kept = probsOut as unknown as Tensor;
-  const probs = tf.clone(kept); // tracked by the caller's tidy scope, unlike the kept original
-  kept.dispose();
-  return { output, probs };
+  return { output, probs: takeProbs() };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -248,6 +270,7 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   );
   const native = tf.getKernel(ROPE_KERNEL, tf.getBackend()) !== undefined && x.dtype === 'float32';
   if (!native) return ropeReference(x, cos, sin);
+  if (!recording()) return tf.engine().runKernel(ROPE_KERNEL, { x, cos, sin }, { sinSign: 1 } as unknown as tf.NamedAttrMap) as Tensor;
   const f = tf.customGrad((xi: Tensor | tf.GradSaveFunc, save: Tensor | tf.GradSaveFunc) => {
     // The tables are saved, not just captured: the caller's tidy may dispose them before backprop.
     (save as tf.GradSaveFunc)([cos, sin]);

@@ -19,7 +19,8 @@ function reference(a: Float32Array, b: Float32Array, ao: number, bo: number, m: 
 describe.skipIf(native === null)('native sgemm', () => {
   afterAll(() => native?.setThreads(1));
   const rand = rng(2024);
-  const shapes = [[1, 1, 1], [5, 17, 3], [6, 16, 8], [13, 33, 70], [97, 50, 129], [200, 40, 64], [7, 130, 1], [64, 64, 0]];
+  // m <= 4 takes the unpacked small-m path (decoding); larger m the packed micro-kernel.
+  const shapes = [[1, 1, 1], [3, 40, 37], [4, 9, 20], [1, 130, 64], [5, 17, 3], [6, 16, 8], [13, 33, 70], [97, 50, 129], [200, 40, 64], [7, 130, 1], [64, 64, 0]];
   for (const threads of [1, 2]) {
     for (const [m, n, k] of shapes) {
       for (const [ta, tb] of [[false, false], [true, false], [false, true], [true, true]]) {
