@@ -1,7 +1,7 @@
 // Forward+backward time of each fused op against lib/model's plain-op composition, at the
 // benchmark model's shapes (B 16, T 64, H 4, Hkv 2, dh 32, D 128, I 352).
 //   npx tsx bench/fused.ts [--backend native]
-import { adamwReference, adamwUpdate, fusedAttention, initEngine, rmsNorm, rope, ropeReference, swiglu, tf, type BackendName } from '../lib/engine/index.js';
+import { adamwReference, adamwUpdate, crossEntropy, fusedAttention, initEngine, rmsNorm, rope, ropeReference, swiglu, tf, type BackendName } from '../lib/engine/index.js';
 
 const args = process.argv.slice(2);
 const i = args.indexOf('--backend');
@@ -41,6 +41,11 @@ const plainAttention = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => {
   return tf.reshape(tf.matMul(tf.reshape(p, [B, Hkv, g * T, T]), vv), [B, H, T, dh]);
 };
 rows.push(['attention B16 H4/2 T64', time('plain', [q, k, v], plainAttention), time('fused', [q, k, v], (a, b, c) => fusedAttention(a, b, c, mask, { scale: dh ** -0.5 }).output)]);
+const logits = tf.randomNormal([B, T, 512]);
+const targets = tf.randomUniform([B, T], 0, 512, 'int32', 3);
+rows.push(['crossEntropy [16,64,512]',
+  time('plain', [logits], (l) => tf.sub(tf.logSumExp(l, -1), tf.sum(tf.mul(l, tf.oneHot(targets, 512)), -1))),
+  time('fused', [logits], (l) => crossEntropy(l, targets))]);
 // AdamW over every parameter of the benchmark model (shapes from its HF layout).
 const paramShapes: number[][] = [[512, 128], [128], [512, 128]];
 for (let l = 0; l < 4; l++) paramShapes.push([128], [128], [128, 128], [64, 128], [64, 128], [128, 128], [352, 128], [352, 128], [128, 352]);

@@ -513,6 +513,79 @@ napi_value AdamW(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// Cross-entropy over rows of logits [n, V]: nll[i] = lse[i] - l[i, t[i]] (lse max-shifted, summed
+// in double), and its gradient g[i, j] = (exp(l[i, j] - lse[i]) - [j == t[i]]) * dy[i].
+// Returns the first bad target's position, or -1.
+long cross_entropy(const float* l, const int32_t* t, float* nll, float* lse, long n, int V) {
+  for (long i = 0; i < n; i++) {
+    const float* row = l + i * V;
+    float m = -INFINITY;
+    for (int j = 0; j < V; j++) m = std::max(m, row[j]);
+    double sum = 0;
+    for (int j = 0; j < V; j++) sum += std::exp(row[j] - m);
+    if (t[i] < 0 || t[i] >= V) return i;
+    const float s = (float)(std::log(sum) + m);
+    lse[i] = s;
+    nll[i] = s - row[t[i]];
+  }
+  return -1;
+}
+
+void cross_entropy_grad(const float* l, const float* lse, const int32_t* t, const float* dy, float* g, long n, int V) {
+  for (long i = 0; i < n; i++) {
+    const float* row = l + i * V;
+    float* grow = g + i * V;
+    const float s = lse[i], d = dy[i];
+    for (int j = 0; j < V; j++) grow[j] = std::exp(row[j] - s) * d;
+    grow[t[i]] -= d;
+  }
+}
+
+// crossEntropy(heap, offsets Uint32Array [logits, targets, nll, lse], n, V) -> -1 or bad row
+// crossEntropyGrad(heap, offsets Uint32Array [logits, lse, targets, dy, out], n, V)
+// Offsets are element offsets (4-byte elements; targets are int32) into one heap buffer.
+napi_value CrossEntropyImpl(napi_env env, napi_callback_info info, bool grad) {
+  size_t argc = 4;
+  napi_value argv[4];
+  NAPI_CALL(env, napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  float* heap;
+  size_t len;
+  uint32_t* off;
+  size_t noff;
+  const size_t want = grad ? 5 : 4;
+  if (argc != 4 || !float_data(env, argv[0], &heap, &len) || !u32_data(env, argv[1], &off, &noff) || noff != want) {
+    napi_throw_type_error(env, nullptr, grad ? "crossEntropyGrad: expected (heap, offsets[5], n, V)" : "crossEntropy: expected (heap, offsets[4], n, V)");
+    return nullptr;
+  }
+  int64_t n;
+  int32_t V;
+  NAPI_CALL(env, napi_get_value_int64(env, argv[2], &n));
+  NAPI_CALL(env, napi_get_value_int32(env, argv[3], &V));
+  // Operand sizes in elements: logits n*V; targets, nll, lse, dy n; gradient n*V.
+  const size_t nv = (size_t)n * (size_t)V;
+  const size_t fwd_sizes[4] = {nv, (size_t)n, (size_t)n, (size_t)n};
+  const size_t grad_sizes[5] = {nv, (size_t)n, (size_t)n, (size_t)n, nv};
+  for (size_t i = 0; i < want; i++) {
+    const size_t size = grad ? grad_sizes[i] : fwd_sizes[i];
+    if (n < 0 || V < 1 || off[i] + size > len) {
+      napi_throw_range_error(env, nullptr, "crossEntropy: an operand runs past the end of its buffer");
+      return nullptr;
+    }
+  }
+  napi_value result;
+  if (grad) {
+    cross_entropy_grad(heap + off[0], heap + off[1], reinterpret_cast<const int32_t*>(heap + off[2]), heap + off[3], heap + off[4], n, V);
+    NAPI_CALL(env, napi_get_undefined(env, &result));
+  } else {
+    const long bad = cross_entropy(heap + off[0], reinterpret_cast<const int32_t*>(heap + off[1]), heap + off[2], heap + off[3], n, V);
+    NAPI_CALL(env, napi_create_int64(env, bad, &result));
+  }
+  return result;
+}
+
+napi_value CrossEntropy(napi_env env, napi_callback_info info) { return CrossEntropyImpl(env, info, false); }
+napi_value CrossEntropyGrad(napi_env env, napi_callback_info info) { return CrossEntropyImpl(env, info, true); }
+
 napi_value SetThreads(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
@@ -542,6 +615,8 @@ napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"sgemm", nullptr, Sgemm, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"adamw", nullptr, AdamW, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"crossEntropy", nullptr, CrossEntropy, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"crossEntropyGrad", nullptr, CrossEntropyGrad, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setThreads", nullptr, SetThreads, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"info", nullptr, Info, nullptr, nullptr, nullptr, napi_default, nullptr},
   };

@@ -283,10 +283,10 @@ export function rope(x: Tensor, cos: Tensor, sin: Tensor): Tensor {
   return f(x);
 }
 
-/** Registers the RoPE and AdamW kernels on cpu and wasm (idempotent); initEngine calls it. */
+/** Registers the RoPE, AdamW and cross-entropy kernels on cpu and wasm (idempotent); initEngine calls it. */
 export function registerFusedKernels(): string[] {
   const registered: string[] = [];
-  for (const config of [ropeCpuConfig, ropeWasmConfig, adamwCpuConfig, adamwWasmConfig]) {
+  for (const config of [ropeCpuConfig, ropeWasmConfig, adamwCpuConfig, adamwWasmConfig, ...crossEntropyConfigs]) {
     if (tf.getKernel(config.kernelName, config.backendName) === undefined) tf.registerKernel(config);
     registered.push(`${config.kernelName} (${config.backendName})`);
   }
@@ -428,4 +428,181 @@ export function adamwUpdate(p: Tensor, g: Tensor, m: Tensor, v: Tensor, opts: Ad
   if (tf.getKernel(ADAMW_KERNEL, tf.getBackend()) === undefined) return adamwReference(p, g, m, v, opts);
   const [pNew, mNew, vNew] = tf.engine().runKernel(ADAMW_KERNEL, { p, g, m, v }, opts as unknown as tf.NamedAttrMap) as unknown as Tensor[];
   return { p: pNew, m: mNew, v: vNew };
+}
+
+// ---------------------------------------------------------------------------------------------
+// cross-entropy
+
+/**
+ * Per-position negative log-likelihood -log softmax(logits)[target] = logsumexp(logits) -
+ * logits[target], with a hand-written gradient softmax(logits) - onehot(target) (times the
+ * upstream gradient). logits [..., V] float32, targets [...] int32 (ids in [0, V)). Gradient
+ * flows to logits only. Replaces oneHot * logits + logSumExp and their autodiff (Max's gradient
+ * compares every logit with the maximum; Sum's builds a ones tensor the size of the logits).
+ */
+export function crossEntropy(logits: Tensor, targets: Tensor): Tensor {
+  const V = logits.shape[logits.rank - 1];
+  tf.util.assert(
+    targets.rank === logits.rank - 1 && targets.shape.every((d, i) => d === logits.shape[i]),
+    () => `crossEntropy: \`targets\` [${targets.shape}] must be \`logits\` [${logits.shape}] without its last axis`,
+  );
+  tf.util.assert(targets.dtype === 'int32', () => `crossEntropy: \`targets\` must be int32, but is ${targets.dtype}`);
+  tf.util.assert(logits.dtype === 'float32', () => `crossEntropy: \`logits\` must be float32, but is ${logits.dtype}`);
+  const outShape = targets.shape;
+  const n = tf.util.sizeFromShape(outShape);
+  const kernels = tf.getKernel(CE_KERNEL, tf.getBackend()) !== undefined;
+
+  // Plain ops (backends without the one-pass kernels).
+  const forwardOps = (l: Tensor) => {
+    const l2 = tf.reshape(l, [n, V]);
+    const m = tf.max(l2, -1, true);
+    const lse = tf.add(tf.log(tf.sum(tf.exp(tf.sub(l2, m)), -1, true)), m); // [N, 1]
+    const picked = tf.gather(l2, tf.reshape(targets, [n, 1]), 1, 1); // [N, 1]
+    return { lse, nll: tf.reshape(tf.sub(lse, picked), outShape) };
+  };
+  const forward = (l: Tensor): { lse: Tensor; nll: Tensor } => {
+    if (!kernels) return forwardOps(l);
+    const [nll, lse] = tf.engine().runKernel(CE_KERNEL, { logits: tf.reshape(l, [n, V]), targets: tf.reshape(targets, [n]) }, {}) as unknown as Tensor[];
+    return { lse, nll: tf.reshape(nll, outShape) };
+  };
+  if (!recording()) return tf.tidy(() => forward(logits).nll);
+  const f = tf.customGrad((li: Tensor | tf.GradSaveFunc, save: Tensor | tf.GradSaveFunc) => {
+    const { lse, nll } = forward(li as Tensor);
+    (save as tf.GradSaveFunc)([li as Tensor, lse, targets]);
+    return {
+      value: nll,
+      gradFunc: (dy: Tensor, [lS, lseS, targetsS]: Tensor[]) => {
+        const l2 = tf.reshape(lS, [n, V]);
+        const t1 = tf.reshape(targetsS, [n]);
+        const d1 = tf.reshape(dy, [n]);
+        if (kernels) {
+          return tf.reshape(tf.engine().runKernel(CE_GRAD_KERNEL, { logits: l2, lse: tf.reshape(lseS, [n]), targets: t1, dy: d1 }, {}) as Tensor, logits.shape);
+        }
+        const probs = tf.exp(tf.sub(l2, lseS)); // softmax [N, V]
+        const g = tf.sub(probs, tf.oneHot(t1, V));
+        return tf.reshape(tf.mul(g, tf.reshape(d1, [n, 1])), logits.shape);
+      },
+    };
+  });
+  return f(logits);
+}
+
+export const CE_KERNEL = 'DeepalignCrossEntropy';
+export const CE_GRAD_KERNEL = 'DeepalignCrossEntropyGrad';
+
+/** nll[i] = lse[i] - l[i, t[i]], lse[i] = log sum_j exp(l[i, j]) (max-shifted, in float64). */
+function crossEntropyLoop(l: ArrayLike<number>, t: ArrayLike<number>, nll: Float32Array, lse: Float32Array, n: number, V: number): void {
+  for (let i = 0; i < n; i++) {
+    const row = i * V;
+    let m = -Infinity;
+    for (let j = 0; j < V; j++) if (l[row + j] > m) m = l[row + j];
+    let sum = 0;
+    for (let j = 0; j < V; j++) sum += Math.exp(l[row + j] - m);
+    const s = Math.log(sum) + m;
+    const target = t[i];
+    if (!(target >= 0 && target < V)) throw new Error(`crossEntropy: target id ${target} at position ${i} is not in [0, ${V - 1}]`);
+    lse[i] = s;
+    nll[i] = s - l[row + target];
+  }
+}
+
+/** g[i, j] = (exp(l[i, j] - lse[i]) - [j == t[i]]) * dy[i]. */
+function crossEntropyGradLoop(l: ArrayLike<number>, lse: ArrayLike<number>, t: ArrayLike<number>, dy: ArrayLike<number>, g: Float32Array, n: number, V: number): void {
+  for (let i = 0; i < n; i++) {
+    const row = i * V;
+    const s = lse[i];
+    const d = dy[i];
+    for (let j = 0; j < V; j++) g[row + j] = Math.exp(l[row + j] - s) * d;
+    g[row + t[i]] -= d;
+  }
+}
+
+interface CeInputs { logits: tf.TensorInfo; targets: tf.TensorInfo; lse?: tf.TensorInfo; dy?: tf.TensorInfo }
+
+export const crossEntropyConfigs: tf.KernelConfig[] = [
+  {
+    kernelName: CE_KERNEL,
+    backendName: 'cpu',
+    kernelFunc: ({ inputs, backend }) => {
+      const { logits, targets } = inputs as unknown as CeInputs;
+      const cpu = backend as unknown as CpuLike;
+      const [n, V] = logits.shape;
+      const [nll, lse] = [new Float32Array(n), new Float32Array(n)];
+      crossEntropyLoop(cpu.data.get(logits.dataId).values, cpu.data.get(targets.dataId).values, nll, lse, n, V);
+      return [cpu.makeTensorInfo([n], 'float32', nll), cpu.makeTensorInfo([n], 'float32', lse)];
+    },
+  },
+  {
+    kernelName: CE_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const { logits, targets } = inputs as unknown as CeInputs;
+      const wasm = backend as unknown as WasmLike;
+      const [n, V] = logits.shape;
+      const outs = [wasm.makeOutput([n], 'float32'), wasm.makeOutput([n], 'float32')];
+      crossEntropyLoop(wasm.typedArrayFromHeap(logits), wasm.typedArrayFromHeap(targets), wasm.typedArrayFromHeap(outs[0]), wasm.typedArrayFromHeap(outs[1]), n, V);
+      return outs;
+    },
+  },
+  {
+    kernelName: CE_GRAD_KERNEL,
+    backendName: 'cpu',
+    kernelFunc: ({ inputs, backend }) => {
+      const { logits, lse, targets, dy } = inputs as unknown as Required<CeInputs>;
+      const cpu = backend as unknown as CpuLike;
+      const [n, V] = logits.shape;
+      const g = new Float32Array(n * V);
+      const read = (t: tf.TensorInfo) => cpu.data.get(t.dataId).values;
+      crossEntropyGradLoop(read(logits), read(lse), read(targets), read(dy), g, n, V);
+      return cpu.makeTensorInfo([n, V], 'float32', g);
+    },
+  },
+  {
+    kernelName: CE_GRAD_KERNEL,
+    backendName: 'wasm',
+    kernelFunc: ({ inputs, backend }) => {
+      const { logits, lse, targets, dy } = inputs as unknown as Required<CeInputs>;
+      const wasm = backend as unknown as WasmLike;
+      const [n, V] = logits.shape;
+      const out = wasm.makeOutput([n, V], 'float32');
+      const view = (t: tf.TensorInfo) => wasm.typedArrayFromHeap(t);
+      crossEntropyGradLoop(view(logits), view(lse), view(targets), view(dy), view(out), n, V);
+      return out;
+    },
+  },
+];
+
+/** The wasm cross-entropy kernels through the native addon (on the heap in place). */
+export function crossEntropyWasmNativeConfigs(addon: NativeAddon): tf.KernelConfig[] {
+  const offsets = (wasm: WasmHeapLike, ts: tf.TensorInfo[]) => Uint32Array.from(ts, (t) => wasm.dataIdMap.get(t.dataId).memoryOffset >>> 2);
+  return [
+    {
+      kernelName: CE_KERNEL,
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, backend }) => {
+        const { logits, targets } = inputs as unknown as CeInputs;
+        const wasm = backend as unknown as WasmHeapLike;
+        const [n, V] = logits.shape;
+        const outs = [wasm.makeOutput([n], 'float32'), wasm.makeOutput([n], 'float32')];
+        const bad = addon.crossEntropy(wasm.wasm.HEAPU8.buffer as ArrayBuffer, offsets(wasm, [logits, targets, ...outs]), n, V);
+        if (bad >= 0) {
+          const id = wasm.typedArrayFromHeap(targets)[bad];
+          throw new Error(`crossEntropy: target id ${id} at position ${bad} is not in [0, ${V - 1}]`);
+        }
+        return outs;
+      },
+    },
+    {
+      kernelName: CE_GRAD_KERNEL,
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, backend }) => {
+        const { logits, lse, targets, dy } = inputs as unknown as Required<CeInputs>;
+        const wasm = backend as unknown as WasmHeapLike;
+        const [n, V] = logits.shape;
+        const out = wasm.makeOutput([n, V], 'float32');
+        addon.crossEntropyGrad(wasm.wasm.HEAPU8.buffer as ArrayBuffer, offsets(wasm, [logits, lse, targets, dy, out]), n, V);
+        return out;
+      },
+    },
+  ];
 }

@@ -5,7 +5,7 @@ export { initEngine, engineReport, formatEngineReport, BACKENDS } from './init.j
 export type { BackendName, EngineOptions, EngineReport, BackendAttempt } from './init.js';
 export { stockKernel, overrideKernel, restoreStockKernel } from './kernels/stock.js';
 export { segmentSumInto } from './kernels/unsortedSegmentSum.js';
-export { rmsNorm, swiglu, fusedAttention, rope, ropeReference, adamwUpdate, adamwReference, registerFusedKernels, ROPE_KERNEL, ADAMW_KERNEL } from './fused.js';
+export { rmsNorm, swiglu, fusedAttention, rope, ropeReference, crossEntropy, adamwUpdate, adamwReference, registerFusedKernels, ROPE_KERNEL, ADAMW_KERNEL, CE_KERNEL, CE_GRAD_KERNEL } from './fused.js';
 export type { FusedAttentionOptions, AdamWUpdateOptions } from './fused.js';
 export { loadNative } from './native.js';
 export type { NativeAddon, NativeLoad } from './native.js';

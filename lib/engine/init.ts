@@ -12,7 +12,7 @@ import { batchMatMulWasmConfig } from './kernels/wasmBatchMatMul.js';
 import { compareWasmConfigs, gatherWasmConfig, identityWasmConfig } from './kernels/wasmElementwise.js';
 import { nativeMatMulCpuConfig, nativeMatMulWasmConfig } from './kernels/nativeMatMul.js';
 import { loadNative } from './native.js';
-import { adamwWasmConfig, adamwWasmNativeConfig, registerFusedKernels } from './fused.js';
+import { adamwWasmConfig, adamwWasmNativeConfig, crossEntropyConfigs, crossEntropyWasmNativeConfigs, registerFusedKernels } from './fused.js';
 import { probeTfjsNode, probeWebGpu } from './probe.js';
 
 /**
@@ -156,6 +156,7 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     native.addon.setThreads(threads);
     overrideKernel(nativeMatMulWasmConfig(native.addon));
     overrideKernel(adamwWasmNativeConfig(native.addon));
+    for (const config of crossEntropyWasmNativeConfigs(native.addon)) overrideKernel(config);
     const info = native.addon.info();
     return {
       ...started,
@@ -163,6 +164,7 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
       fixes: [
         `BatchMatMul (wasm): native ${info.simd} GEMM on the wasm heap in place, ${threads} thread(s) of ${info.cores} cores`,
         'DeepalignAdamW (wasm, used by adamwUpdate): native loop on the wasm heap',
+        'DeepalignCrossEntropy + Grad (wasm, used by crossEntropy): native one-pass rows on the wasm heap',
         ...started.fixes.filter((f) => !f.startsWith('BatchMatMul')),
       ],
       why: `wasm backend + native addon (${info.simd}, ${threads} thread(s))`,
@@ -176,6 +178,7 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     overrideKernel(unsortedSegmentSumWasmConfig);
     overrideKernel(batchMatMulWasmConfig);
     overrideKernel(adamwWasmConfig); // (the native starter then swaps in the addon's)
+    for (const config of crossEntropyConfigs.filter((c) => c.backendName === 'wasm')) overrideKernel(config);
     overrideKernel(identityWasmConfig);
     for (const config of compareWasmConfigs) overrideKernel(config);
     overrideKernel(gatherWasmConfig);

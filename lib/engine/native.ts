@@ -16,6 +16,10 @@ export interface NativeAddon {
     arrays: (Float32Array | ArrayBuffer)[], offsets: Uint32Array, n: number,
     consts: Float32Array, decay: boolean,
   ): void;
+  /** Row-wise cross-entropy on one heap; offsets [logits, targets, nll, lse]; returns -1 or the first bad row. */
+  crossEntropy(heap: ArrayBuffer, offsets: Uint32Array, n: number, vocab: number): number;
+  /** Its gradient; offsets [logits, lse, targets, dy, out]. */
+  crossEntropyGrad(heap: ArrayBuffer, offsets: Uint32Array, n: number, vocab: number): void;
   setThreads(threads: number): void;
   info(): { threads: number; cores: number; simd: string };
 }

@@ -1,8 +1,8 @@
 // Fused ops against their plain-op compositions (lib/model's math), values and gradients, on cpu
 // and wasm.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { adamwReference, adamwUpdate, fusedAttention, initEngine, loadNative, overrideKernel, rmsNorm, rope, ropeReference, swiglu, tf } from '../../lib/engine/index.js';
-import { adamwWasmConfig, adamwWasmNativeConfig } from '../../lib/engine/fused.js';
+import { adamwReference, adamwUpdate, CE_GRAD_KERNEL, CE_KERNEL, crossEntropy, fusedAttention, initEngine, loadNative, overrideKernel, rmsNorm, rope, ropeReference, swiglu, tf } from '../../lib/engine/index.js';
+import { adamwWasmConfig, adamwWasmNativeConfig, crossEntropyConfigs, crossEntropyWasmNativeConfigs } from '../../lib/engine/fused.js';
 import { onBackend, randomArray, relativeError, rng } from './helpers.js';
 
 const TOL = 1e-5;
@@ -142,6 +142,59 @@ describe.each(BACKENDS)('fused ops on %s', (backend) => {
       mask?.dispose();
     });
   }
+
+  it('crossEntropy matches logSumExp(logits) - logits[target] (lib/objectives\' composition), values and gradients', async () => {
+    const [B, T, V] = [3, 5, 17];
+    const ids = Int32Array.from({ length: B * T }, () => Math.floor(rand() * V));
+    const targets = tf.tensor(ids, [B, T], 'int32');
+    await compare(backend, [{ data: randomArray(rand, B * T * V, 6), shape: [B, T, V] }],
+      (l) => crossEntropy(l, targets),
+      (l) => tf.sub(tf.logSumExp(l, -1), tf.sum(tf.mul(l, tf.oneHot(targets, V)), -1)));
+    targets.dispose();
+  });
+
+  it('crossEntropy without the one-pass kernels (plain-op fallback of other backends) agrees too', async () => {
+    const [N, V] = [6, 9];
+    const targets = tf.tensor(Int32Array.from({ length: N }, (_, i) => (i * 5) % V), [N], 'int32');
+    const removed = [CE_KERNEL, CE_GRAD_KERNEL].map((name) => {
+      const config = tf.getKernel(name, backend);
+      tf.unregisterKernel(name, backend);
+      return config;
+    });
+    try {
+      await compare(backend, [{ data: randomArray(rand, N * V, 6), shape: [N, V] }],
+        (l) => crossEntropy(l, targets),
+        (l) => tf.sub(tf.logSumExp(l, -1), tf.sum(tf.mul(l, tf.oneHot(targets, V)), -1)));
+    } finally {
+      removed.forEach((config) => tf.registerKernel(config));
+      targets.dispose();
+    }
+  });
+
+  it.skipIf(backend !== 'wasm' || loadNative().addon === null)('crossEntropy through the native kernels agrees too, and names a bad target', async () => {
+    const [B, T, V] = [4, 7, 33];
+    const targets = tf.tensor(Int32Array.from({ length: B * T }, () => Math.floor(rand() * V)), [B, T], 'int32');
+    for (const config of crossEntropyWasmNativeConfigs(loadNative().addon!)) overrideKernel(config);
+    try {
+      await compare(backend, [{ data: randomArray(rand, B * T * V, 6), shape: [B, T, V] }],
+        (l) => crossEntropy(l, targets),
+        (l) => tf.sub(tf.logSumExp(l, -1), tf.sum(tf.mul(l, tf.oneHot(targets, V)), -1)));
+      expect(() => crossEntropy(tf.zeros([2, 5]), tf.tensor([1, 7], [2], 'int32'))).toThrow(/target id 7 at position 1 is not in \[0, 4\]/);
+    } finally {
+      for (const config of crossEntropyConfigs.filter((c) => c.backendName === 'wasm')) overrideKernel(config);
+      targets.dispose();
+    }
+  });
+
+  it('crossEntropy names an out-of-range target', async () => {
+    await tf.setBackend(backend);
+    expect(() => crossEntropy(tf.zeros([2, 5]), tf.tensor([1, 5], [2], 'int32'))).toThrow(/target id 5 at position 1 is not in \[0, 4\]/);
+  });
+
+  it('crossEntropy names bad targets', () => {
+    expect(() => crossEntropy(tf.zeros([2, 3, 5]), tf.zeros([2, 4], 'int32'))).toThrow(/without its last axis/);
+    expect(() => crossEntropy(tf.zeros([2, 5]), tf.zeros([2]))).toThrow(/must be int32/);
+  });
 
   it('fusedAttention names inconsistent shapes', () => {
     expect(() => fusedAttention(tf.zeros([1, 3, 2, 4]), tf.zeros([1, 2, 2, 4]), tf.zeros([1, 2, 2, 4]), undefined, { scale: 1 })).toThrow(/multiple of Hkv/);
