@@ -2,6 +2,7 @@
 // lib/train's AdamW, with the standard benchmark model's HF config (torch_reference.py's model).
 import { tf } from '../lib/engine/index.js';
 import { createModel, generate, type Decoder } from '../lib/model/index.js';
+import { targetLogProbs } from '../lib/objectives/index.js';
 import { AdamW } from '../lib/train/index.js';
 
 export const STANDARD_HF_CONFIG = {
@@ -27,15 +28,17 @@ export function createBenchModel(config: Record<string, unknown> = STANDARD_HF_C
   return { model, opt };
 }
 
-/** Next-token cross-entropy of x -> y, backward, AdamW; resolves when the loss is on the host. */
-export async function libTrainStep(model: Decoder, opt: AdamW, x: tf.Tensor2D, y: tf.Tensor2D): Promise<number> {
+/**
+ * One training step as lib/train runs it: forward on ids [B, T+1], lib/objectives' next-token
+ * log-probs (T targets per row, mean cross-entropy), backward, lib/train's AdamW. Resolves when the
+ * loss is on the host. (One position more than the peer's forward: conservative for us.)
+ */
+export async function libTrainStep(model: Decoder, opt: AdamW, ids: tf.Tensor2D): Promise<number> {
   const params = [...model.variables().values()];
   const names = [...model.variables().keys()];
-  const vocab = model.config.vocabSize;
   const { value, grads } = tf.variableGrads(() => {
-    const logits = model.forward(x).logits; // [B, T, V]
-    const picked = tf.sum(tf.mul(logits, tf.oneHot(y, vocab)), -1);
-    return tf.neg(tf.mean(tf.sub(picked, tf.logSumExp(logits, -1)))) as tf.Scalar;
+    const logits = model.forward(ids).logits; // [B, T+1, V]
+    return tf.neg(tf.mean(targetLogProbs(logits, ids))) as tf.Scalar;
   }, params);
   const byName: Record<string, tf.Tensor> = {};
   params.forEach((p, i) => (byName[names[i]] = grads[p.name]));
