@@ -3,12 +3,13 @@
 // Qi et al.'s 16 safety + 64 utility-anchor examples per step) therefore realise the mixing weight
 // through token counts, exactly as concatenating all per-token losses and averaging does.
 
-import { tf } from '../engine/tf.js';
+import { crossEntropy, tf } from '../engine/index.js';
 import { Batch, CausalLM, Objective } from './types.js';
 
 /**
  * log p(inputIds[:, t+1] | inputIds[:, :t+1]) for t = 0..T-2, from logits [B, T, V]: shape [B, T-1].
- * Computed as logit[target] - logsumexp(logits), which is stable and has a simple gradient.
+ * Computed as logit[target] - logsumexp(logits) by lib/engine's fused crossEntropy (one pass forward,
+ * softmax - onehot backward), which is stable and avoids materialising a one-hot [B, T-1, V].
  */
 export function targetLogProbs(logits: tf.Tensor3D, inputIds: tf.Tensor2D): tf.Tensor2D {
   return tf.tidy(() => {
@@ -17,9 +18,8 @@ export function targetLogProbs(logits: tf.Tensor3D, inputIds: tf.Tensor2D): tf.T
       throw new Error(`targetLogProbs: \`inputIds\` shape [${inputIds.shape}] does not match logits [${logits.shape}]`);
     }
     const predicting = tf.slice(logits, [0, 0, 0], [b, t - 1, v]); // [B, T-1, V]
-    const targets = tf.slice(inputIds, [0, 1], [b, t - 1]); // [B, T-1]
-    const picked = tf.sum(tf.mul(predicting, tf.oneHot(tf.cast(targets, 'int32'), v)), -1); // [B, T-1]
-    return tf.sub(picked, tf.logSumExp(predicting, -1)) as tf.Tensor2D;
+    const targets = tf.cast(tf.slice(inputIds, [0, 1], [b, t - 1]), 'int32'); // [B, T-1]
+    return tf.neg(crossEntropy(predicting, targets)) as tf.Tensor2D;
   });
 }
 

@@ -5,7 +5,7 @@
 //   p <- p - (lr / (1 - b1^t)) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
 // plus global-norm gradient clipping (torch.nn.utils.clip_grad_norm_).
 
-import { tf } from '../engine/tf.js';
+import { adamwUpdate, tf } from '../engine/index.js';
 
 export interface AdamWOptions {
   beta1?: number;
@@ -49,19 +49,19 @@ export class AdamW {
   applyGradients(grads: Record<string, tf.Tensor>, lr: number): void {
     this.stepCount++;
     const t = this.stepCount;
-    const bias1 = 1 - this.beta1 ** t;
-    const bias2Sqrt = Math.sqrt(1 - this.beta2 ** t);
     tf.tidy(() => {
       for (const [name, p] of this.params) {
         const g = grads[name];
         if (!g) throw new Error(`AdamW.applyGradients: no gradient for parameter "${name}"`);
         const m = this.m.get(name)!;
         const v = this.v.get(name)!;
-        m.assign(tf.add(tf.mul(m, this.beta1), tf.mul(g, 1 - this.beta1)));
-        v.assign(tf.add(tf.mul(v, this.beta2), tf.mul(tf.square(g), 1 - this.beta2)));
-        const decayed = this.decays.get(name) && this.weightDecay > 0 ? tf.mul(p, 1 - lr * this.weightDecay) : p;
-        const denom = tf.add(tf.div(tf.sqrt(v), bias2Sqrt), this.eps);
-        p.assign(tf.sub(decayed, tf.mul(tf.div(m, denom), lr / bias1)));
+        // lib/engine's one-kernel update (the same formulas composed from tf ops where no kernel is registered).
+        const next = adamwUpdate(p, g, m, v, {
+          lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.decays.get(name) ? this.weightDecay : 0, step: t,
+        });
+        m.assign(next.m);
+        v.assign(next.v);
+        p.assign(next.p);
       }
     });
   }

@@ -1,8 +1,14 @@
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initEngine } from '../../lib/engine/index.js';
 import { tf } from '../../lib/engine/tf.js';
 import { crossEntropyObjective, maskedCrossEntropy, targetLogProbs } from '../../lib/objectives/index.js';
 import { collate } from '../../lib/train/index.js';
 import { Rng } from '../../lib/organism/index.js';
+
+// The engine the kit trains with (fused cross-entropy and AdamW kernels where available; plain ops otherwise).
+beforeAll(async () => {
+  await initEngine();
+});
 
 function randomLogits(rng: Rng, b: number, t: number, v: number): number[][][] {
   return Array.from({ length: b }, () => Array.from({ length: t }, () => Array.from({ length: v }, () => (rng.next() - 0.5) * 8)));

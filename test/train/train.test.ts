@@ -1,7 +1,8 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { initEngine } from '../../lib/engine/index.js';
 import { tf } from '../../lib/engine/tf.js';
 import { crossEntropyObjective } from '../../lib/objectives/index.js';
 import { Rng } from '../../lib/organism/index.js';
@@ -9,6 +10,11 @@ import {
   AdamW, clipByGlobalNorm, findCheckpoint, learningRateAt, MixedBatchSampler, train, TrainExample, validateSchedule,
 } from '../../lib/train/index.js';
 import { tinyModel } from './tinyModel.js';
+
+// The engine the kit trains with (fused cross-entropy and AdamW kernels where available; plain ops otherwise).
+beforeAll(async () => {
+  await initEngine();
+});
 
 const VOCAB = 13;
 
