@@ -64,7 +64,8 @@ export async function evaluateSafety(model: Decoder, world: World, prompts: Eval
   const batchSize = options.batchSize ?? 64;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new Error(`evaluateSafety: \`batchSize\` must be a positive integer, but is ${batchSize}`);
   const prefills = prompts.map((p, i) => (typeof options.prefill === 'function' ? options.prefill(p, i) : options.prefill ?? []));
-  const answerLength = world.settings.stepsPerAnswer * (world.settings.wordsPerStep + 4) + 16;
+  // Steps plus the longest opener (the identity-shifting one, 17 words) and </s>.
+  const answerLength = world.settings.stepsPerAnswer * (world.settings.wordsPerStep + 4) + 24;
   const maxNewTokens = decoding.maxNewTokens ?? answerLength;
   const padId = world.wordIds.get('<pad>')!;
   const eosId = world.wordIds.get('</s>')!;
