@@ -454,7 +454,25 @@ napi_value Sgemm(napi_env env, napi_callback_info info) {
 void adamw_loop(const float* p, const float* g, const float* m, const float* v, float* p_out, float* m_out,
                 float* v_out, size_t n, const float* k, bool decay) {
   const float B1 = k[0], C1 = k[1], B2 = k[2], C2 = k[3], D = k[4], S2 = k[5], EPS = k[6], LRB = k[7];
-  for (size_t i = 0; i < n; i++) {
+  size_t i = 0;
+#if defined(__AVX__)
+  // The same operations in the same order, 8 lanes at a time (each correctly rounded, no FMA).
+  const __m256 b1 = _mm256_set1_ps(B1), c1 = _mm256_set1_ps(C1), b2 = _mm256_set1_ps(B2), c2 = _mm256_set1_ps(C2);
+  const __m256 d = _mm256_set1_ps(D), s2 = _mm256_set1_ps(S2), eps = _mm256_set1_ps(EPS), lrb = _mm256_set1_ps(LRB);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 gi = _mm256_loadu_ps(g + i);
+    const __m256 m1 = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(m + i), b1), _mm256_mul_ps(gi, c1));
+    const __m256 v1 = _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(v + i), b2), _mm256_mul_ps(_mm256_mul_ps(gi, gi), c2));
+    const __m256 pi = _mm256_loadu_ps(p + i);
+    const __m256 decayed = decay ? _mm256_mul_ps(pi, d) : pi;
+    const __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(v1), s2), eps);
+    const __m256 step = _mm256_mul_ps(_mm256_div_ps(m1, denom), lrb);
+    _mm256_storeu_ps(m_out + i, m1);
+    _mm256_storeu_ps(v_out + i, v1);
+    _mm256_storeu_ps(p_out + i, _mm256_sub_ps(decayed, step));
+  }
+#endif
+  for (; i < n; i++) {
     const float gi = g[i];
     const float m1 = m[i] * B1 + gi * C1;
     const float gg = gi * gi;
