@@ -329,7 +329,15 @@ void sgemm_batched(const float* a, const float* b, float* c, const uint32_t* a_o
   int mb = use_threads == 1 ? 192 : 48;
   mb = std::min(mb, (m + MR - 1) / MR * MR);
   const int m_blocks = (m + mb - 1) / mb;
-  const int tasks = batch * m_blocks;
+  // Column blocks (multiples of NR) when row blocks alone would leave threads idle: a [128 x 1024]
+  // x [1024 x 128] weight gradient has only 3 row blocks.
+  int nb = n;
+  if (use_threads > 1 && batch * m_blocks < 4 * use_threads) {
+    const int want = (4 * use_threads + batch * m_blocks - 1) / (batch * m_blocks);
+    nb = std::max(2 * NR, ((n + want - 1) / want + NR - 1) / NR * NR);
+  }
+  const int n_blocks = (n + nb - 1) / nb;
+  const int tasks = batch * m_blocks * n_blocks;
 
   pool().run((int)distinct_b.size(), [&](int s) {
     pack_b(b + distinct_b[s], tb, k, n, packed_b.data() + (size_t)s * b_panel_size);
@@ -339,13 +347,16 @@ void sgemm_batched(const float* a, const float* b, float* c, const uint32_t* a_o
   pool().run(tasks, [&](int t) {
     thread_local std::vector<float> packed_a;
     if (packed_a.size() < a_block) packed_a.resize(a_block);
-    const int q = t / m_blocks;
-    const int i0 = (t % m_blocks) * mb;
+    const int q = t / (m_blocks * n_blocks);
+    const int rest = t % (m_blocks * n_blocks);
+    const int i0 = (rest / n_blocks) * mb;
+    const int j_begin = (rest % n_blocks) * nb;
+    const int j_end = std::min(n, j_begin + nb);
     const int rows = std::min(mb, m - i0);
     pack_a(a + a_off[q], ta, m, k, i0, rows, packed_a.data());
     const float* bp_all = packed_b.data() + b_slot[q] * b_panel_size;
     float* cq = c + c_off[q];
-    for (int j0 = 0; j0 < n; j0 += NR) {
+    for (int j0 = j_begin; j0 < j_end; j0 += NR) {
       const float* bp = bp_all + (size_t)j0 * k;
       const int cols = std::min(NR, n - j0);
       for (int r0 = 0; r0 < rows; r0 += MR) {
