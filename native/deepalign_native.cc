@@ -175,7 +175,7 @@ class Pool {
     }
     if (sleepers_.load(std::memory_order_acquire) > 0) cv_.notify_all();
     const uint32_t gen = gen_;
-    work(gen, n, f);
+    work(gen, n, &f);
     // Wait only for tasks a worker has already claimed.
     for (long spins = 0; done_.load(std::memory_order_acquire) < n; spins++) {
       if (spins < 20000) cpu_relax();
@@ -195,10 +195,12 @@ class Pool {
     }
   }
 
-  void work(uint32_t gen, int n, const std::function<void(int)>& f) {
+  // `f` is dereferenced only after a claim succeeds: a late worker may hold the pointer of a job
+  // whose caller has already returned, but then every claim fails.
+  void work(uint32_t gen, int n, const std::function<void(int)>* f) {
     int task;
     while (claim(gen, n, &task)) {
-      f(task);
+      (*f)(task);
       done_.fetch_add(1, std::memory_order_acq_rel);
     }
   }
@@ -228,7 +230,7 @@ class Pool {
         f = job_;
       }
       seen = gen;
-      work(gen, n, *f);
+      work(gen, n, f);
     }
   }
 
