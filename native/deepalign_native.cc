@@ -252,49 +252,97 @@ Pool& pool() {
 }
 
 // Batched product; offsets are element offsets of each batch's A, B and C inside a, b, c.
-// Few rows (decoding: m = 1 per sequence): packing B would cost more than the product, so read B
-// in place. transposeB (HF's [out, in] weights): dot products along contiguous k; otherwise rows
-// of C accumulate rows of B. A row is gathered first when A is transposed.
+// Few rows (decoding at batch 1: m <= 4): packing B would cost more than the
+// product, so B is read in place, once per block of 4 rows of A. transposeB (HF's [out, in]
+// weights): dot products along contiguous k; otherwise rows of C accumulate rows of B. Rows of A
+// are gathered first when A is transposed.
 constexpr int SMALL_M = 4;
 
-inline float dot(const float* x, const float* y, int k) {
-  int p = 0;
-  float sum = 0.f;
 #if defined(__AVX__)
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
-  for (; p + 16 <= k; p += 16) {
-#if defined(__FMA__)
-    acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(y + p), acc0);
-    acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + p + 8), _mm256_loadu_ps(y + p + 8), acc1);
-#else
-    acc0 = _mm256_add_ps(acc0, _mm256_mul_ps(_mm256_loadu_ps(x + p), _mm256_loadu_ps(y + p)));
-    acc1 = _mm256_add_ps(acc1, _mm256_mul_ps(_mm256_loadu_ps(x + p + 8), _mm256_loadu_ps(y + p + 8)));
-#endif
-  }
+inline float hsum(__m256 x) {
   alignas(32) float lanes[8];
-  _mm256_store_ps(lanes, _mm256_add_ps(acc0, acc1));
-  for (int l = 0; l < 8; l++) sum += lanes[l];
+  _mm256_store_ps(lanes, x);
+  return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+}
 #endif
-  for (; p < k; p++) sum += x[p] * y[p];
-  return sum;
+
+// c[r * ldc + j] = dot(a_r, b_j) for r < R (<= 4), j < n; a rows are contiguous with stride k.
+// Two columns at a time: 2 + R loads feed 2R FMAs; R is a template parameter so the 2R
+// accumulators stay in registers.
+template <int R>
+void dots_block(const float* a, const float* b, float* c, int ldc, int n, int k) {
+  int j = 0;
+#if defined(__AVX__)
+  const int k8 = k / 8 * 8;
+  for (; j + 2 <= n; j += 2) {
+    const float* b0 = b + (size_t)j * k;
+    const float* b1 = b0 + k;
+    __m256 acc0[R], acc1[R];
+    for (int r = 0; r < R; r++) acc0[r] = acc1[r] = _mm256_setzero_ps();
+    for (int p = 0; p < k8; p += 8) {
+      const __m256 v0 = _mm256_loadu_ps(b0 + p), v1 = _mm256_loadu_ps(b1 + p);
+      for (int r = 0; r < R; r++) {
+        const __m256 av = _mm256_loadu_ps(a + (size_t)r * k + p);
+#if defined(__FMA__)
+        acc0[r] = _mm256_fmadd_ps(av, v0, acc0[r]);
+        acc1[r] = _mm256_fmadd_ps(av, v1, acc1[r]);
+#else
+        acc0[r] = _mm256_add_ps(acc0[r], _mm256_mul_ps(av, v0));
+        acc1[r] = _mm256_add_ps(acc1[r], _mm256_mul_ps(av, v1));
+#endif
+      }
+    }
+    for (int r = 0; r < R; r++) {
+      float s0 = hsum(acc0[r]), s1 = hsum(acc1[r]);
+      for (int p = k8; p < k; p++) {
+        s0 += a[(size_t)r * k + p] * b0[p];
+        s1 += a[(size_t)r * k + p] * b1[p];
+      }
+      c[(size_t)r * ldc + j] = s0;
+      c[(size_t)r * ldc + j + 1] = s1;
+    }
+  }
+#endif
+  for (; j < n; j++) {
+    const float* bj = b + (size_t)j * k;
+    for (int r = 0; r < R; r++) {
+      float sum = 0.f;
+      for (int p = 0; p < k; p++) sum += a[(size_t)r * k + p] * bj[p];
+      c[(size_t)r * ldc + j] = sum;
+    }
+  }
 }
 
-void small_m_product(const float* a, const float* b, float* c, int m, int n, int k, bool ta, bool tb, float* row) {
-  for (int i = 0; i < m; i++) {
-    const float* ai = a + (size_t)i * k;
+void dots_rows(const float* a, int rows, const float* b, float* c, int ldc, int n, int k) {
+  switch (rows) {
+    case 1: return dots_block<1>(a, b, c, ldc, n, k);
+    case 2: return dots_block<2>(a, b, c, ldc, n, k);
+    case 3: return dots_block<3>(a, b, c, ldc, n, k);
+    default: return dots_block<4>(a, b, c, ldc, n, k);
+  }
+}
+
+void small_m_product(const float* a, const float* b, float* c, int m, int n, int k, bool ta, bool tb, float* rows_buf) {
+  for (int i0 = 0; i0 < m; i0 += 4) {
+    const int rows = std::min(4, m - i0);
+    const float* ai = a + (size_t)i0 * k;
     if (ta) {
-      for (int p = 0; p < k; p++) row[p] = a[(size_t)p * m + i];
-      ai = row;
+      for (int r = 0; r < rows; r++)
+        for (int p = 0; p < k; p++) rows_buf[(size_t)r * k + p] = a[(size_t)p * m + i0 + r];
+      ai = rows_buf;
     }
-    float* ci = c + (size_t)i * n;
+    float* ci = c + (size_t)i0 * n;
     if (tb) {
-      for (int j = 0; j < n; j++) ci[j] = dot(ai, b + (size_t)j * k, k);
+      dots_rows(ai, rows, b, ci, n, n, k);
     } else {
-      std::memset(ci, 0, sizeof(float) * n);
+      std::memset(ci, 0, sizeof(float) * (size_t)rows * n);
       for (int p = 0; p < k; p++) {
-        const float x = ai[p];
         const float* bp = b + (size_t)p * n;
-        for (int j = 0; j < n; j++) ci[j] += x * bp[j];  // vectorised by the compiler
+        for (int r = 0; r < rows; r++) {
+          const float x = ai[(size_t)r * k + p];
+          float* cr = ci + (size_t)r * n;
+          for (int j = 0; j < n; j++) cr[j] += x * bp[j];  // vectorised by the compiler
+        }
       }
     }
   }
@@ -308,7 +356,7 @@ void sgemm_batched(const float* a, const float* b, float* c, const uint32_t* a_o
   }
   if (m <= SMALL_M) {
     thread_local std::vector<float> row;
-    if (ta && (int)row.size() < k) row.resize(k);
+    if (ta && (int)row.size() < 4 * k) row.resize(4 * (size_t)k);
     for (int q = 0; q < batch; q++) small_m_product(a + a_off[q], b + b_off[q], c + c_off[q], m, n, k, ta, tb, row.data());
     return;
   }
