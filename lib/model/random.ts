@@ -1,9 +1,21 @@
 // The kit's own seeded PRNG, so weight init and sampling give the same numbers on every backend
 // and every machine (tf.random* depend on the backend).
 
-/** mulberry32: a small, fast 32-bit generator; uniform in [0, 1). */
+/** murmur3's 32-bit finaliser: spreads nearby seeds (0, 1, 2, ...) over the whole state space. */
+export function mixSeed(seed: number): number {
+  // The golden-ratio offset first: the finaliser alone maps 0 to 0.
+  let h = (seed + 0x9e3779b9) >>> 0;
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b);
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35);
+  return (h ^ (h >>> 16)) >>> 0;
+}
+
+/** mulberry32: a small, fast 32-bit generator; uniform in [0, 1).
+ *  The seed goes through `mixSeed` first: raw mulberry32 started from a small seed gives small,
+ *  correlated early draws (seed 0's second draw is 0.00033), which made inverse-CDF sampling pick
+ *  the lowest token id with non-zero probability far too often. */
 export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
+  let a = mixSeed(seed);
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
     let t = a;
