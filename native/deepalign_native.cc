@@ -63,20 +63,26 @@ void pack_a(const float* a, bool trans, int m, int k, int i0, int rows, float* o
 }
 
 // Packs op(B) (k x n) into NR-column panels: panel j0 holds [p][NR].
-void pack_b(const float* b, bool trans, int k, int n, float* out) {
-  for (int j0 = 0; j0 < n; j0 += NR) {
+// Packs column panels [panel_begin, panel_end) of op(B) (k x n); panel j0/NR holds [p][NR].
+void pack_b(const float* b, bool trans, int k, int n, float* out, int panel_begin, int panel_end) {
+  for (int panel_index = panel_begin; panel_index < panel_end; panel_index++) {
+    const int j0 = panel_index * NR;
     const int cols = std::min(NR, n - j0);
     float* panel = out + (size_t)j0 * k;
     if (!trans && cols == NR) {
       for (int p = 0; p < k; p++) std::memcpy(panel + p * NR, b + (size_t)p * n + j0, NR * sizeof(float));
       continue;
     }
-    for (int p = 0; p < k; p++) {
-      for (int c = 0; c < NR; c++) {
-        float v = 0.f;
-        if (c < cols) v = trans ? b[(size_t)(j0 + c) * k + p] : b[(size_t)p * n + j0 + c];
-        panel[p * NR + c] = v;
+    if (cols < NR) std::memset(panel, 0, sizeof(float) * (size_t)k * NR);
+    if (trans) {
+      // B is [n, k]: read each of the panel's rows contiguously.
+      for (int c = 0; c < cols; c++) {
+        const float* row = b + (size_t)(j0 + c) * k;
+        for (int p = 0; p < k; p++) panel[p * NR + c] = row[p];
       }
+    } else {
+      for (int p = 0; p < k; p++)
+        for (int c = 0; c < cols; c++) panel[p * NR + c] = b[(size_t)p * n + j0 + c];
     }
   }
 }
@@ -389,8 +395,16 @@ void sgemm_batched(const float* a, const float* b, float* c, const uint32_t* a_o
   const int n_blocks = (n + nb - 1) / nb;
   const int tasks = batch * m_blocks * n_blocks;
 
-  pool().run((int)distinct_b.size(), [&](int s) {
-    pack_b(b + distinct_b[s], tb, k, n, packed_b.data() + (size_t)s * b_panel_size);
+  // Packing B is split into groups of column panels too: for decoding-size products (m = 16) it
+  // costs as much as the product itself.
+  const int panels = n_pad / NR;
+  const int panel_groups = use_threads > 1 ? std::min(panels, 4 * use_threads) : 1;
+  const int per_group = (panels + panel_groups - 1) / panel_groups;
+  pool().run((int)distinct_b.size() * panel_groups, [&](int t) {
+    const int s = t / panel_groups;
+    const int g = t % panel_groups;
+    pack_b(b + distinct_b[s], tb, k, n, packed_b.data() + (size_t)s * b_panel_size, g * per_group,
+           std::min(panels, (g + 1) * per_group));
   }, use_threads);
 
   const size_t a_block = (size_t)k * ((mb + MR - 1) / MR * MR);
