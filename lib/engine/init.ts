@@ -243,7 +243,8 @@ async function selectBackend(
 ): Promise<EngineReport> {
   // The cpu fix applies whatever runs: cpu stays registered and tfjs falls back to it per kernel.
   overrideKernel(unsortedSegmentSumCpuConfig);
-  registerFusedKernels();
+  const fusedKernels = [...new Set(registerFusedKernels().map((k) => k.replace(/ \(.*\)$/, '')))];
+  const fusedFix = `Fused-op kernels for lib/engine's rope, adamwUpdate, crossEntropy (cpu, wasm): ${fusedKernels.join(', ')}`;
   const cpuFix = 'UnsortedSegmentSum (cpu): one-pass scatter-add kernel (stock: O(numSegments x N x D) one-hot compare)';
   const order: BackendName[] = forced !== undefined ? [forced] : [...BACKENDS];
   const tried: BackendAttempt[] = [];
@@ -262,7 +263,7 @@ async function selectBackend(
         tfBackend: tf.getBackend(),
         reason,
         tried,
-        fixes: [...started.fixes, cpuFix],
+        fixes: [...started.fixes, cpuFix, ...(backend === 'webgpu' || backend === 'tensorflow' ? [] : [fusedFix])],
         threads: started.threads,
         simd: started.simd,
         tfjsVersion: tf.version_core,
