@@ -379,7 +379,8 @@ void sgemm_batched(const float* a, const float* b, float* c, const uint32_t* a_o
 
   const int nthreads = threads();
   const double flops = 2.0 * batch * m * n * k;
-  const int use_threads = flops < 4e5 ? 1 : nthreads;
+  // Below ~3 MFLOP (decoding-size products) the pool's hand-off costs more than a second core saves.
+  const int use_threads = flops < 3e6 ? 1 : nthreads;
   // Row blocks: a multiple of MR; smaller when threaded so work spreads and a descheduled thread
   // holds back little.
   int mb = use_threads == 1 ? 192 : 48;
