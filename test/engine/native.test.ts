@@ -57,6 +57,19 @@ describe.skipIf(native === null)('native sgemm', () => {
     }
   });
 
+  it('gives bit-identical products on 1 and 2 threads (each output is summed by one thread, in k order)', () => {
+    for (const [m, n, k, ta, tb] of [[100, 300, 64, false, true], [352, 128, 1024, true, false]] as const) {
+      const a = randomArray(rand, m * k), b = randomArray(rand, k * n);
+      const run = (threads: number) => {
+        native!.setThreads(threads);
+        const c = new Float32Array(m * n);
+        native!.sgemm(a, b, c, Uint32Array.of(0), Uint32Array.of(0), Uint32Array.of(0), m, n, k, ta, tb);
+        return c;
+      };
+      expect(Array.from(run(2))).toEqual(Array.from(run(1)));
+    }
+  });
+
   it('reads and writes one shared heap in place (the wasm case)', () => {
     const heap = randomArray(rand, 4096);
     const [m, n, k] = [randomInt(rand, 5, 20), randomInt(rand, 5, 20), randomInt(rand, 5, 20)];
