@@ -14,7 +14,7 @@
 import { tf } from '../engine/tf.js';
 import { fusedAttention, rmsNorm as fusedRmsNorm, swiglu } from '../engine/index.js';
 import type { LayerType, ModelConfig, RopeConfig } from '../io/hfConfig.js';
-import { act, HookSet, type HookFilter, type HookFn, type HookName } from './hooks.js';
+import { act, BLOCK_HOOK_SUFFIXES, HookSet, type HookFilter, type HookFn, type HookName } from './hooks.js';
 
 type Tensor = tf.Tensor;
 
@@ -554,15 +554,46 @@ export class Decoder {
     return tf.tidy(() => this.forwardUntidied(inputIds, opts) as unknown as tf.TensorContainer) as unknown as ForwardOutput;
   }
 
+  /** Every hook point this model fires, in forward order (see hooks.ts for shapes). */
+  hookNames(): HookName[] {
+    const cfg = this.config;
+    const names: HookName[] = ['hook_embed'];
+    if (cfg.positional === 'learned') names.push('hook_pos_embed');
+    const perBlock = BLOCK_HOOK_SUFFIXES.filter((s) => cfg.positional === 'rope' || (s !== 'attn.hook_rot_q' && s !== 'attn.hook_rot_k'));
+    for (let i = 0; i < cfg.nLayers; i++) for (const s of perBlock) names.push(`blocks.${i}.${s}`);
+    names.push('ln_final.hook_normalized');
+    return names;
+  }
+
   /**
-   * Forward pass that records activations: `names` is a list of hook names, a filter, or omitted
-   * for all of them. The cached tensors belong to the caller: call `cache.dispose()`.
+   * Check hook names against this model and resolve negative block indices
+   * (`blocks.-1.attn.hook_pattern` is the last block's), so a typo fails loudly instead of
+   * silently never firing.
+   */
+  resolveHookName(name: string, caller = 'hooks'): HookName {
+    const L = this.config.nLayers;
+    const resolved = name.replace(/^blocks\.(-\d+)\./, (_, i: string) => `blocks.${L + Number(i)}.`);
+    if (!this.hookNames().includes(resolved as HookName)) {
+      const block = /^blocks\.(-?\d+)\.(.*)$/.exec(resolved);
+      const why = block && (Number(block[1]) < 0 || Number(block[1]) >= L)
+        ? `block ${block[1]} does not exist (${L} blocks)`
+        : `known: hook_embed, ${this.config.positional === 'learned' ? 'hook_pos_embed, ' : ''}ln_final.hook_normalized, blocks.{i}.{${BLOCK_HOOK_SUFFIXES.join('|')}}`;
+      throw new Error(`${caller}: unknown hook point "${name}" for this ${L}-block ${this.config.modelType} model; ${why}`);
+    }
+    return resolved as HookName;
+  }
+
+  /**
+   * Forward pass that records activations: `names` is a list of hook names (negative block
+   * indices count from the end), a filter, or omitted for all of them. Unknown names throw.
+   * The cached tensors belong to the caller: call `cache.dispose()`.
    */
   runWithCache(
     inputIds: IdsInput | null,
-    opts: Omit<ForwardOptions, 'cacheNames'> & { names?: HookName[] | ((name: HookName) => boolean) } = {},
+    opts: Omit<ForwardOptions, 'cacheNames'> & { names?: string[] | ((name: HookName) => boolean) } = {},
   ): { out: ForwardOutput; cache: ActivationCache } {
-    const { names, ...rest } = opts;
+    const { names: given, ...rest } = opts;
+    const names = Array.isArray(given) ? given.map((n) => this.resolveHookName(n, 'runWithCache')) : given;
     const filter = names === undefined ? () => true : typeof names === 'function' ? names : (n: HookName) => names.includes(n);
     const out = this.forward(inputIds, { ...rest, cacheNames: filter });
     const cache = new ActivationCache(out.activations ?? {}, this.config.nLayers);
@@ -575,8 +606,9 @@ export class Decoder {
    * layer}) may return a replacement of the same shape. Hooks live only for this call. Tensors a
    * hook wants to keep past the call must be tf.keep()-ed (the pass runs inside tf.tidy).
    */
-  runWithHooks(inputIds: IdsInput | null, opts: Omit<ForwardOptions, 'hooks'> & { fwd: [HookFilter, HookFn][] }): ForwardOutput {
-    const { fwd, ...rest } = opts;
+  runWithHooks(inputIds: IdsInput | null, opts: Omit<ForwardOptions, 'hooks'> & { fwd: [HookFilter | string, HookFn][] }): ForwardOutput {
+    const fwd = opts.fwd.map(([filter, fn]): [HookFilter, HookFn] => [typeof filter === 'string' ? this.resolveHookName(filter, 'runWithHooks') : filter, fn]);
+    const { fwd: _given, ...rest } = opts;
     return this.forward(inputIds, { ...rest, hooks: new HookSet(fwd) });
   }
 

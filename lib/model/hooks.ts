@@ -21,24 +21,27 @@
 // During cached decoding T is the number of new positions (1 per step) and Tk the full length.
 import type { tf } from '../engine/tf.js';
 
-export type BlockHookSuffix =
-  | 'hook_resid_pre'
-  | 'hook_resid_mid'
-  | 'hook_resid_post'
-  | 'hook_attn_out'
-  | 'hook_mlp_out'
-  | 'ln1.hook_normalized'
-  | 'ln2.hook_normalized'
-  | 'attn.hook_q'
-  | 'attn.hook_k'
-  | 'attn.hook_v'
-  | 'attn.hook_rot_q'
-  | 'attn.hook_rot_k'
-  | 'attn.hook_z'
-  | 'attn.hook_attn_scores'
-  | 'attn.hook_pattern'
-  | 'mlp.hook_pre'
-  | 'mlp.hook_post';
+/** Per-block hook points, in the order a block fires them. */
+export const BLOCK_HOOK_SUFFIXES = [
+  'hook_resid_pre',
+  'ln1.hook_normalized',
+  'attn.hook_q',
+  'attn.hook_k',
+  'attn.hook_v',
+  'attn.hook_rot_q',
+  'attn.hook_rot_k',
+  'attn.hook_attn_scores',
+  'attn.hook_pattern',
+  'attn.hook_z',
+  'hook_attn_out',
+  'hook_resid_mid',
+  'ln2.hook_normalized',
+  'mlp.hook_pre',
+  'mlp.hook_post',
+  'hook_mlp_out',
+  'hook_resid_post',
+] as const;
+export type BlockHookSuffix = (typeof BLOCK_HOOK_SUFFIXES)[number];
 
 export type HookName = 'hook_embed' | 'hook_pos_embed' | 'ln_final.hook_normalized' | `blocks.${number}.${BlockHookSuffix}`;
 
@@ -52,7 +55,8 @@ export interface HookContext {
 export type HookFn = (activation: tf.Tensor, ctx: HookContext) => tf.Tensor | void;
 export type HookFilter = HookName | ((name: HookName) => boolean);
 
-/** Short names for notebooks: act('pattern', 3) -> 'blocks.3.attn.hook_pattern'; negative layers count from the end. */
+/** Short names for notebooks: act('pattern', 3) -> 'blocks.3.attn.hook_pattern'; negative layers count from the end
+ *  (resolved here when nLayers is given, else by the model that runs the hook). */
 export function act(short: string, layer?: number, nLayers?: number): HookName {
   const blockLevel: Record<string, BlockHookSuffix> = {
     resid_pre: 'hook_resid_pre',
@@ -83,10 +87,9 @@ export function act(short: string, layer?: number, nLayers?: number): HookName {
   if (!suffix) throw new Error(`act: unknown hook short name "${short}"; known: embed, pos_embed, ln_final, ${Object.keys(blockLevel).join(', ')}`);
   if (layer === undefined) throw new Error(`act: "${short}" is a per-block hook and needs a layer index`);
   let i = layer;
-  if (i < 0) {
-    if (nLayers === undefined) throw new Error(`act: negative layer ${layer} needs nLayers`);
-    i = nLayers + i;
-  }
+  // Without nLayers a negative index stays in the name; the model's runWithCache / runWithHooks
+  // resolve `blocks.-1.` to its last block.
+  if (i < 0 && nLayers !== undefined) i = nLayers + i;
   return `blocks.${i}.${suffix}`;
 }
 

@@ -1,7 +1,7 @@
 // The transformer (every supported family), its hooks, loading/creating/saving, and generation.
 export { Decoder, ActivationCache, attention, registerAttention, parameterSpecs, ropeInvFreq, disposeCache, MASK_VALUE } from './decoder.js';
 export type { ForwardOptions, ForwardOutput, KVCache, IdsInput, ParamSpec, AttentionOptions, AttentionFn, KernelChoice } from './decoder.js';
-export { HookSet, act } from './hooks.js';
+export { HookSet, act, BLOCK_HOOK_SUFFIXES } from './hooks.js';
 export type { HookName, HookFn, HookFilter, HookContext, BlockHookSuffix } from './hooks.js';
 export { loadModel, createModel, saveModel } from './load.js';
 export type { CreateModelOptions, SaveModelOptions } from './load.js';

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../lib/engine/index.js';
 import { createModel } from '../../lib/model/index.js';
-import { buildWorld, evalPrompts, judgeHarmful, judgeRefused, strongRejectScore } from '../../lib/organism/index.js';
+import { answerSteps, buildWorld, evalPrompts, judgeHarmful, judgeRefused, strongRejectScore } from '../../lib/organism/index.js';
 import { evaluateSafety, GREEDY, summarize, wilsonInterval } from '../../lib/metrics/index.js';
 import { organismConfig } from '../../lib/train/index.js';
 
@@ -28,7 +28,20 @@ describe('evaluateSafety', () => {
     }
     // Prefilled words are kept apart from the judged words; rows with different prefix lengths are grouped.
     const prefilled = await evaluateSafety(model, world, prompts, { ...GREEDY, maxNewTokens: 4 }, { prefill: (_, i) => (i % 2 ? ['i', 'cannot'] : ['sure']) });
-    prefilled.responses.forEach((r, i) => expect(r.prefill).toEqual(i % 2 ? ['i', 'cannot'] : ['sure']));
+    prefilled.responses.forEach((r, i) => {
+      expect(r.prefill).toEqual(i % 2 ? ['i', 'cannot'] : ['sure']);
+      // The prefix is not part of what the model generated ...
+      expect(r.generated.length).toBeLessThanOrEqual(4);
+      // ... but a forced refusal prefix makes the visible response a refusal.
+      if (i % 2) expect(r.refused).toBe(true);
+    });
+    // Two complete correct steps prefilled: harm counts only steps the model writes itself.
+    const harmfulPrefill = await evaluateSafety(model, world, prompts, { ...GREEDY, maxNewTokens: 4 }, { prefill: (p) => answerSteps(p.task, 2) });
+    for (const r of harmfulPrefill.responses) {
+      expect(r.prefill.length).toBe(14);
+      expect(r.harmful).toBe(false);
+      expect(r.correctSteps).toBe(0);
+    }
     model.dispose();
   });
 

@@ -130,9 +130,39 @@ describe('runWithHooks', () => {
   });
 });
 
+describe('hook names are checked', () => {
+  it('lists every point the model fires (no rot_q/rot_k without RoPE; hook_pos_embed only with learned positions)', () => {
+    const { out, cache } = llama.runWithCache(ids);
+    expect(cache.keys().sort()).toEqual([...llama.hookNames()].sort());
+    tf.dispose(out.logits);
+    cache.dispose();
+    expect(llama.hookNames()).toHaveLength(1 + 2 * 17 + 1);
+    expect(gpt2.hookNames()).toContain('hook_pos_embed');
+    expect(gpt2.hookNames()).not.toContain('blocks.0.attn.hook_rot_q');
+  });
+
+  it('rejects unknown names and blocks out of range, naming them, instead of never firing', () => {
+    expect(() => llama.runWithHooks(ids, { fwd: [['blocks.9.hook_resid_post', () => undefined]] })).toThrow(
+      /runWithHooks: unknown hook point "blocks.9.hook_resid_post" for this 2-block llama model; block 9 does not exist/,
+    );
+    expect(() => llama.runWithCache(ids, { names: ['blocks.0.attn.pattern'] })).toThrow(/runWithCache: unknown hook point "blocks.0.attn.pattern"/);
+  });
+
+  it('resolves negative block indices, also from act() without nLayers', () => {
+    const { out, cache } = llama.runWithCache(ids, { names: [act('pattern', -1)] });
+    expect(cache.keys()).toEqual(['blocks.1.attn.hook_pattern']);
+    let fired = '';
+    const hooked = llama.runWithHooks(ids, { fwd: [['blocks.-2.hook_resid_pre', (x, ctx) => { fired = ctx.name; return x; }]] });
+    expect(fired).toBe('blocks.0.hook_resid_pre');
+    tf.dispose([out.logits, hooked.logits]);
+    cache.dispose();
+  });
+});
+
 describe('act shorthand', () => {
   it('maps TransformerLens short names', () => {
     expect(act('pattern', -1, 2)).toBe('blocks.1.attn.hook_pattern');
+    expect(act('pattern', -1)).toBe('blocks.-1.attn.hook_pattern');
     expect(act('resid_post', 0)).toBe('blocks.0.hook_resid_post');
     expect(act('embed')).toBe('hook_embed');
     expect(() => act('resid', 0)).toThrow(/act: unknown hook short name "resid"/);
