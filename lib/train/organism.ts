@@ -134,7 +134,8 @@ async function runPhase(world: World, model: Decoder, sampler: MixedBatchSampler
     schedule: { peakLr: s.peakLr, warmupSteps: s.warmupSteps, totalSteps: s.steps, decay: 'cosine', minLrRatio: s.minLrRatio },
     optimizer: { weightDecay: s.weightDecay, beta1: 0.9, beta2: 0.95 },
     clipNorm: s.clipNorm,
-    checkpoint: options.checkpointDir ? { dir: options.checkpointDir, every: options.checkpointEvery ?? 100 } : undefined,
+    // `run`: a leftover checkpoint of a run with other world or phase settings is refused, not resumed
+    checkpoint: options.checkpointDir ? { dir: options.checkpointDir, every: options.checkpointEvery ?? 100, run: { world: world.settings, phase: s } } : undefined,
     onStep: options.onStep, evalEvery: options.evalEvery, onEval: options.onEval, stopAfter: options.stopAfter,
   });
 }

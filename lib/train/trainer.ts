@@ -44,8 +44,10 @@ export interface TrainOptions {
   optimizer?: AdamWOptions;
   /** Global gradient-norm clip; default 1.0; null disables. */
   clipNorm?: number | null;
-  /** Checkpoint folder and cadence (in steps). A folder holding a checkpoint is resumed from. */
-  checkpoint?: { dir: string; every: number };
+  /** Checkpoint folder and cadence (in steps). A folder holding a checkpoint is resumed from,
+   *  only if it was written by the same run: objective, schedule, optimizer, clipping, parameter
+   *  names and `run` (the caller's description of its data and settings, any JSON) must match. */
+  checkpoint?: { dir: string; every: number; run?: unknown };
   /** Return after this many total steps, as if interrupted (for resume tests and time budgets). */
   stopAfter?: number;
   evalEvery?: number;
@@ -79,6 +81,29 @@ interface CheckpointState {
   schedule: LrSchedule;
   log: StepLog[];
   evals: EvalLog[];
+  /** What makes two runs the same run (compared field by field on resume). */
+  identity?: RunIdentity;
+}
+
+interface RunIdentity {
+  objective: string;
+  schedule: LrSchedule;
+  optimizer: AdamWOptions;
+  clipNorm: number | null;
+  parameters: string[];
+  run: unknown;
+}
+
+/** The first path at which two JSON values differ, or null. */
+function firstDifference(a: unknown, b: unknown, at = ''): string | null {
+  if (a === b) return null;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return at || '(root)';
+  const keys = new Set([...Object.keys(a as object), ...Object.keys(b as object)]);
+  for (const k of keys) {
+    const d = firstDifference((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k], at ? `${at}.${k}` : k);
+    if (d) return d;
+  }
+  return null;
 }
 
 const CKPT = 'trainer';
@@ -138,9 +163,19 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   let log: StepLog[] = [];
   let evals: EvalLog[] = [];
   const found = options.checkpoint ? findCheckpoint(options.checkpoint.dir) : null;
+  // JSON round trip: undefined fields vanish exactly as they do in the saved state.json
+  const identity = JSON.parse(JSON.stringify({
+    objective: objective.name, schedule, optimizer: options.optimizer ?? {}, clipNorm, parameters: names, run: options.checkpoint?.run ?? null,
+  })) as RunIdentity;
   if (found) {
+    const saved = JSON.parse(fs.readFileSync(path.join(found, 'state.json'), 'utf8')) as CheckpointState;
+    const differs = firstDifference(saved.identity ?? null, identity);
+    if (differs) {
+      const show = (x: unknown) => JSON.stringify(differs.split('.').reduce((o: any, k) => (o == null ? o : o[k]), x)) ?? 'undefined';
+      throw new Error(`train: checkpoint ${found} belongs to another run: \`${differs}\` was ${show(saved.identity)}, this run has ${show(identity)}; `
+        + 'delete the folder to start over, or restore the settings to resume');
+    }
     const state = readCheckpoint(found, params, optimizer);
-    if (state.objective !== objective.name) throw new Error(`train: checkpoint ${found} was written by objective "${state.objective}", this run uses "${objective.name}"`);
     sampler.setState(state.sampler);
     step = state.step;
     resumedFrom = step;
@@ -188,7 +223,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
       }
       if (options.checkpoint && (step % options.checkpoint.every === 0 || step === stopAt)) {
         writeCheckpoint(options.checkpoint.dir, params, optimizer, {
-          version: 1, objective: objective.name, step, optimizerStep: optimizer.stepCount, sampler: sampler.getState(), schedule, log, evals,
+          version: 1, objective: objective.name, step, optimizerStep: optimizer.stepCount, sampler: sampler.getState(), schedule, log, evals, identity,
         });
       }
     }

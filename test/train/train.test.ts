@@ -7,7 +7,7 @@ import { tf } from '../../lib/engine/tf.js';
 import { crossEntropyObjective } from '../../lib/objectives/index.js';
 import { Rng } from '../../lib/organism/index.js';
 import {
-  AdamW, clipByGlobalNorm, findCheckpoint, learningRateAt, MixedBatchSampler, train, TrainExample, validateSchedule,
+  AdamW, clipByGlobalNorm, findCheckpoint, learningRateAt, MixedBatchSampler, train, TrainExample, validateSchedule, type StepLog,
 } from '../../lib/train/index.js';
 import { tinyModel } from './tinyModel.js';
 
@@ -173,7 +173,34 @@ describe('train loop', () => {
       // Nothing half-written is left behind.
       expect(fs.readdirSync(dir)).toEqual(['trainer']);
       await expect(train({ ...setup(), objective: { ...crossEntropyObjective(), name: 'other' }, padId: 0, schedule, checkpoint: { dir, every: 5 } }))
-        .rejects.toThrow(/written by objective "cross_entropy", this run uses "other"/);
+        .rejects.toThrow(/belongs to another run: `objective` was "cross_entropy", this run has "other"/);
+      // Other settings are another run too: the message names the field.
+      await expect(train({ ...setup(), objective: crossEntropyObjective(), padId: 0, schedule: { ...schedule, peakLr: schedule.peakLr * 10 }, checkpoint: { dir, every: 5 } }))
+        .rejects.toThrow(/`schedule.peakLr` was/);
+      await expect(train({ ...setup(), objective: crossEntropyObjective(), padId: 0, schedule, checkpoint: { dir, every: 5, run: { corpus: 'other' } } }))
+        .rejects.toThrow(/`run` was null, this run has \{"corpus":"other"\}/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a crash between checkpoints resumes from the last checkpoint to the uninterrupted result', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-train-'));
+    try {
+      const straight = setup();
+      const full = await train({ ...straight, objective: crossEntropyObjective(), padId: 0, schedule });
+      const first = setup();
+      const before = tf.memory().numTensors;
+      // An exception at step 7 (checkpoints at 5 and 10): steps 6-7 are lost and redone.
+      const crash = (l: StepLog) => { if (l.step === 7) throw new Error('simulated crash'); };
+      await expect(train({ ...first, objective: crossEntropyObjective(), padId: 0, schedule, checkpoint: { dir, every: 5 }, onStep: crash }))
+        .rejects.toThrow('simulated crash');
+      expect(tf.memory().numTensors).toBe(before);
+      const second = setup(99);
+      const rest = await train({ ...second, objective: crossEntropyObjective(), padId: 0, schedule, checkpoint: { dir, every: 5 } });
+      expect(rest.resumedFrom).toBe(5);
+      expect(rest.log.map((l) => l.loss)).toEqual(full.log.map((l) => l.loss));
+      expect(snapshot(second.params)).toEqual(snapshot(straight.params));
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
