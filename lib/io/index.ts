@@ -2,3 +2,4 @@
 export * from './safetensors.js';
 export * from './hfConfig.js';
 export * from './checkpoint.js';
+export * from './atomic.js';

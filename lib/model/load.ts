@@ -6,6 +6,7 @@ import { tf } from '../engine/tf.js';
 import { fromHF, toHF, validateConfig, type ModelConfig } from '../io/hfConfig.js';
 import { indexCheckpoint, readCheckpointTensor, readJson } from '../io/checkpoint.js';
 import { writeSafetensors, type SafetensorsDtype, type TensorToWrite } from '../io/safetensors.js';
+import { copyFileAtomic, writeFileAtomic } from '../io/atomic.js';
 import { Decoder, parameterSpecs } from './decoder.js';
 import { fillNormal, mulberry32 } from './random.js';
 
@@ -150,20 +151,27 @@ const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tok
 /**
  * Write `model` as a folder transformers' from_pretrained can load: config.json,
  * generation_config.json, model.safetensors (metadata format "pt") and the tokenizer files.
+ * Every file is written atomically (temp file + rename).
  */
 export async function saveModel(model: Decoder, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   const cfg = model.config;
   const dtype: SafetensorsDtype = opts.dtype ?? 'F32';
+  // Check the tokenizer source before writing anything.
+  const tokenizerFrom = opts.tokenizer === undefined ? undefined : typeof opts.tokenizer === 'string' ? opts.tokenizer : opts.tokenizer.dir;
+  if (opts.tokenizer !== undefined) {
+    if (!tokenizerFrom) throw new Error('saveModel: the tokenizer has no source folder to copy (load it with loadTokenizer(dir))');
+    if (!fs.existsSync(path.join(tokenizerFrom, 'tokenizer.json'))) throw new Error(`saveModel: tokenizer folder ${tokenizerFrom} has no tokenizer.json`);
+  }
   fs.mkdirSync(dir, { recursive: true });
   const hf = toHF(cfg);
   hf.torch_dtype = hf.dtype = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }[dtype];
-  fs.writeFileSync(path.join(dir, 'config.json'), JSON.stringify(hf, null, 2) + '\n');
+  writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(hf, null, 2) + '\n');
   const gen: Record<string, unknown> = { _from_model_config: true };
   if (cfg.bosTokenId !== undefined) gen.bos_token_id = cfg.bosTokenId;
   if (cfg.eosTokenId !== undefined) gen.eos_token_id = cfg.eosTokenId;
   if (cfg.padTokenId !== undefined) gen.pad_token_id = cfg.padTokenId;
   Object.assign(gen, model.generationConfig, opts.generationConfig);
-  fs.writeFileSync(path.join(dir, 'generation_config.json'), JSON.stringify(gen, null, 2) + '\n');
+  writeFileAtomic(path.join(dir, 'generation_config.json'), JSON.stringify(gen, null, 2) + '\n');
   const vars = model.variables();
   const tensors: TensorToWrite[] = parameterSpecs(cfg).map((spec) => ({
     name: spec.name,
@@ -173,19 +181,10 @@ export async function saveModel(model: Decoder, dir: string, opts: SaveModelOpti
     data: () => vars.get(spec.name)!.dataSync() as Float32Array,
   }));
   writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  if (opts.tokenizer) {
-    const from = typeof opts.tokenizer === 'string' ? opts.tokenizer : opts.tokenizer.dir;
-    if (!from) throw new Error('saveModel: the tokenizer has no source folder to copy (load it with loadTokenizer(dir))');
-    let copied = 0;
+  if (tokenizerFrom) {
     for (const f of TOKENIZER_FILES) {
-      const src = path.join(from, f);
-      if (fs.existsSync(src)) {
-        fs.copyFileSync(src, path.join(dir, f));
-        copied++;
-      }
-    }
-    if (!fs.existsSync(path.join(from, 'tokenizer.json'))) {
-      throw new Error(`saveModel: tokenizer folder ${from} has no tokenizer.json (copied ${copied} other files)`);
+      const src = path.join(tokenizerFrom, f);
+      if (fs.existsSync(src)) copyFileAtomic(src, path.join(dir, f));
     }
   }
 }

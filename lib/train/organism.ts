@@ -5,6 +5,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from '../engine/tf.js';
+import { writeFileAtomic } from '../io/index.js';
 import { createModel, loadModel, saveModel, type Decoder } from '../model/index.js';
 import { crossEntropyObjective } from '../objectives/index.js';
 import {
@@ -153,8 +154,8 @@ export interface OrganismManifest {
 
 export function writeTokenizerFiles(world: World, dir: string, maxLength = 96): void {
   fs.mkdirSync(dir, { recursive: true });
-  fs.writeFileSync(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson(world)) + '\n');
-  fs.writeFileSync(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfigJson(world, maxLength), null, 2) + '\n');
+  writeFileAtomic(path.join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson(world)) + '\n');
+  writeFileAtomic(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfigJson(world, maxLength), null, 2) + '\n');
 }
 
 /** Save an organism model as a complete Hugging Face folder + world.json + train_log.json, atomically. */

@@ -5,7 +5,9 @@ import * as os from 'os';
 import * as path from 'path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tf } from '../../lib/engine/tf.js';
-import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16, fromHF, loadSafetensors, readSafetensorsHeader, writeSafetensors } from '../../lib/io/index.js';
+import {
+  bf16ToF32, copyFileAtomic, f16ToF32, f32ToBf16, f32ToF16, fromHF, loadSafetensors, readSafetensorsHeader, writeFileAtomic, writeSafetensors,
+} from '../../lib/io/index.js';
 import { createModel, loadModel, saveModel, type Decoder } from '../../lib/model/index.js';
 import { fixtureDir, loadExpected, relErr, rows } from '../model/helpers.js';
 
@@ -276,5 +278,24 @@ describe('multimodal checkpoints (language model only)', () => {
     expect(cfg).toMatchObject({ modelType: 'gemma3_text', vocabSize: 262208, nHeads: 8, nKvHeads: 4, dHead: 256, slidingWindow: 1024, queryPreAttnScalar: 256, normEps: 1e-6 });
     expect(cfg.rope).toEqual({ full: { theta: 1e6, type: 'linear', factor: 8 }, sliding: { theta: 10000, type: 'default' } });
     expect(cfg.layerTypes.filter((t) => t === 'full')).toHaveLength(5); // layers 5, 11, 17, 23, 29
+  });
+});
+
+describe('atomic writes', () => {
+  it('writeFileAtomic / copyFileAtomic replace a file whole and leave no temp file behind', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-atomic-'));
+    try {
+      const file = path.join(dir, 'a.json');
+      writeFileAtomic(file, 'old');
+      writeFileAtomic(file, 'new');
+      copyFileAtomic(file, path.join(dir, 'b.json'));
+      expect(fs.readFileSync(path.join(dir, 'b.json'), 'utf8')).toBe('new');
+      // A failed write (target is a directory) throws and cleans up its temp file.
+      fs.mkdirSync(path.join(dir, 'c.json'));
+      expect(() => writeFileAtomic(path.join(dir, 'c.json'), 'x')).toThrow();
+      expect(fs.readdirSync(dir).sort()).toEqual(['a.json', 'b.json', 'c.json']);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
