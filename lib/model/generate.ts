@@ -39,7 +39,8 @@ export interface StepRecord {
 export interface GenerateOptions extends SamplingOptions {
   /** number of free new tokens after the forced prefix (default 20) */
   maxNewTokens?: number;
-  /** sample from the processed distribution; false = greedy (default false) */
+  /** sample from the processed distribution; false = greedy (default: generation_config.json's
+   *  do_sample, else false; temperature/topK/topP/minP default to its values likewise) */
   doSample?: boolean;
   /** PRNG seed for sampling (default 0): same seed, same tokens */
   seed?: number;
@@ -128,7 +129,14 @@ export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2
   const F = Math.max(...forced.map((f) => f.length));
   const record = opts.returnTopK !== undefined || opts.chooser !== undefined;
   const k = opts.returnTopK ?? 10;
-  const processors = opts.doSample ? buildProcessors(opts) : [];
+  // Sampling settings the caller leaves out come from generation_config.json, as in transformers
+  // (do_sample, temperature, top_k, top_p, min_p). transformers' class default top_k = 50, which it
+  // applies when sampling and the file sets none, is not applied here: pass topK to match it.
+  const doSample = opts.doSample ?? gen.do_sample ?? false;
+  const sampling = {
+    temperature: opts.temperature ?? gen.temperature, topK: opts.topK ?? gen.top_k, topP: opts.topP ?? gen.top_p, minP: opts.minP ?? gen.min_p,
+  };
+  const processors = doSample ? buildProcessors(sampling) : [];
   const rand = mulberry32(opts.seed ?? 0);
   const useCache = opts.useCache ?? true;
 
@@ -197,7 +205,7 @@ export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2
         }
         let processed: Float32Array = last[b];
         for (const p of processors) processed = p(processed);
-        let id = opts.doSample ? sampleFromLogits(processed, rand()) : argmax(processed);
+        let id = doSample ? sampleFromLogits(processed, rand()) : argmax(processed);
         if (record) {
           const lp = logSoftmax(last[b]);
           const candidates = candidatesOf(lp, k);
@@ -219,8 +227,11 @@ export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2
           finished[b] = true;
           finishReason[b] = 'eos';
         } else if (opts.stopStrings?.length) {
-          const text = opts.tokenizer!.decode(newTokens[b].slice(forced[b].length));
-          if (opts.stopStrings.some((ss) => text.includes(ss))) {
+          // A stop string may start inside the forced prefix but must end in generated text (a
+          // prefix that itself contains one does not stop generation before it starts).
+          const text = opts.tokenizer!.decode(newTokens[b]);
+          const forcedLength = forced[b].length ? opts.tokenizer!.decode(forced[b]).length : 0;
+          if (opts.stopStrings.some((ss) => text.slice(Math.max(0, forcedLength - ss.length + 1)).includes(ss))) {
             finished[b] = true;
             finishReason[b] = 'stop_string';
           }

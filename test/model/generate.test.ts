@@ -193,6 +193,20 @@ describe('stopping', () => {
     expect(g.newTokens[0]).toEqual(free.newTokens[0].slice(0, firstAt + 1));
     expect(g.finishReason[0]).toBe('stop_string');
   });
+
+  it('a stop string may begin in the forced prefix and end in generated text, but not lie inside the prefix', async () => {
+    const tokenizer = { decode: (ids: number[]) => ids.map((i) => `<${i}>`).join('') };
+    const prefill = [prompt[0][3], prompt[0][4]];
+    const free = await generate(llama, [prompt[0]], { maxNewTokens: 6, eosTokenId: null, prefill });
+    const firstFree = free.newTokens[0][2];
+    // spans the prefix's last token and the first generated token: stops right there
+    const spanning = await generate(llama, [prompt[0]], { maxNewTokens: 6, eosTokenId: null, prefill, stopStrings: [`<${prefill[1]}><${firstFree}>`], tokenizer });
+    expect(spanning.newTokens[0]).toEqual([...prefill, firstFree]);
+    expect(spanning.finishReason[0]).toBe('stop_string');
+    // wholly inside the prefix: ignored
+    const inside = await generate(llama, [prompt[0]], { maxNewTokens: 6, eosTokenId: null, prefill, stopStrings: [`<${prefill[0]}><${prefill[1]}>`], tokenizer });
+    expect(inside.newTokens[0]).toEqual(free.newTokens[0]);
+  });
 });
 
 describe('attention mask inference', () => {
@@ -217,6 +231,26 @@ describe('generation_config.json defaults', () => {
       const g = await generate(llama, [prompt[0]], { maxNewTokens: 6 });
       expect(g.newTokens[0]).toEqual(free.newTokens[0].slice(0, free.newTokens[0].indexOf(free.newTokens[0][1]) + 1));
       expect(g.finishReason[0]).toBe('eos');
+    } finally {
+      llama.generationConfig = saved;
+    }
+  });
+});
+
+describe('generation_config.json defaults', () => {
+  it('sampling settings the caller leaves out come from generation_config.json; explicit options win', async () => {
+    const saved = llama.generationConfig;
+    try {
+      llama.generationConfig = { ...saved, do_sample: true, temperature: 1.7, top_k: 7, top_p: 0.9 };
+      const fromFile = await generate(llama, prompt, { maxNewTokens: 6, seed: 5, eosTokenId: null });
+      llama.generationConfig = saved;
+      const explicit = await generate(llama, prompt, { maxNewTokens: 6, seed: 5, eosTokenId: null, doSample: true, temperature: 1.7, topK: 7, topP: 0.9 });
+      expect(fromFile.sequences).toEqual(explicit.sequences);
+      const greedy = await generate(llama, prompt, { maxNewTokens: 6, eosTokenId: null });
+      expect(fromFile.sequences).not.toEqual(greedy.sequences);
+      llama.generationConfig = { ...saved, do_sample: true, temperature: 1.7 };
+      const forcedGreedy = await generate(llama, prompt, { maxNewTokens: 6, eosTokenId: null, doSample: false });
+      expect(forcedGreedy.sequences).toEqual(greedy.sequences);
     } finally {
       llama.generationConfig = saved;
     }
