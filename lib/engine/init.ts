@@ -11,6 +11,7 @@ import { unsortedSegmentSumCpuConfig, unsortedSegmentSumWasmConfig } from './ker
 import { batchMatMulWasmConfig } from './kernels/wasmBatchMatMul.js';
 import { compareWasmConfigs, gatherWasmConfig, identityWasmConfig } from './kernels/wasmElementwise.js';
 import { nativeMatMulCpuConfig, nativeMatMulWasmConfig } from './kernels/nativeMatMul.js';
+import { registerBatchMatMulGradFix } from './kernels/batchMatMulGrad.js';
 import { loadNative } from './native.js';
 import { adamwWasmConfig, adamwWasmNativeConfig, crossEntropyConfigs, crossEntropyWasmNativeConfigs, registerFusedKernels } from './fused.js';
 import { probeTfjsNode, probeWebGpu } from './probe.js';
@@ -243,6 +244,8 @@ async function selectBackend(
 ): Promise<EngineReport> {
   // The cpu fix applies whatever runs: cpu stays registered and tfjs falls back to it per kernel.
   overrideKernel(unsortedSegmentSumCpuConfig);
+  registerBatchMatMulGradFix();
+  const gradFix = 'BatchMatMul gradient (every backend): sums over broadcast batch axes (stock: a gradient of the broadcast shape, which tf.grad rejects)';
   const fusedKernels = [...new Set(registerFusedKernels().map((k) => k.replace(/ \(.*\)$/, '')))];
   const fusedFix = `Fused-op kernels for lib/engine's rope, adamwUpdate, crossEntropy (cpu, wasm): ${fusedKernels.join(', ')}`;
   const cpuFix = 'UnsortedSegmentSum (cpu): one-pass scatter-add kernel (stock: O(numSegments x N x D) one-hot compare)';
@@ -263,7 +266,7 @@ async function selectBackend(
         tfBackend: tf.getBackend(),
         reason,
         tried,
-        fixes: [...started.fixes, cpuFix, ...(backend === 'webgpu' || backend === 'tensorflow' ? [] : [fusedFix])],
+        fixes: [...started.fixes, cpuFix, gradFix, ...(backend === 'webgpu' || backend === 'tensorflow' ? [] : [fusedFix])],
         threads: started.threads,
         simd: started.simd,
         tfjsVersion: tf.version_core,

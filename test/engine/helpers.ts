@@ -1,5 +1,6 @@
-// Shared by the engine tests: a seeded generator and the error measure the kernel tests use.
-import { tf } from '../../lib/engine/index.js';
+// Shared by the engine tests: a seeded generator, the error measure the kernel tests use, and a
+// way to run a reference on the stock cpu backend.
+import { overrideKernel, restoreStockKernel, stockKernel, tf } from '../../lib/engine/index.js';
 
 /** mulberry32: small, fast, deterministic. */
 export function rng(seed: number): () => number {
@@ -38,9 +39,33 @@ export function relativeError(got: ArrayLike<number>, want: ArrayLike<number>): 
 /** Runs `f` on `backend` and returns plain arrays, so results from two backends can be compared. */
 export async function onBackend<T>(backend: string, f: () => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
   await tf.setBackend(backend);
+  // tfjs's "install tfjs-node" banner, printed on the cpu backend's first write, is noise here.
+  (tf.backend() as unknown as { firstUse?: boolean }).firstUse = false;
   const out = tf.tidy(f);
   const list = Array.isArray(out) ? out : [out];
   const arrays = list.map((t) => Float32Array.from(t.dataSync()));
   tf.dispose(list);
   return arrays;
+}
+
+/** The cpu kernels lib/engine may replace (initEngine's UnsortedSegmentSum fix; the cpu backend's native GEMM). */
+const CPU_OVERRIDES = [tf.UnsortedSegmentSum, tf.BatchMatMul];
+
+/**
+ * Runs `f` on the stock cpu backend: every cpu kernel lib/engine replaced is swapped back for
+ * tfjs's own while `f` runs, then ours are put back. The references of the kernel and fused-op
+ * tests run here, so no kit kernel can vouch for itself.
+ */
+export async function onStockCpu(f: () => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
+  const ours = CPU_OVERRIDES.map((name) => ({ name, config: tf.getKernel(name, 'cpu') as tf.KernelConfig | undefined }))
+    .filter(({ name, config }) => config !== undefined && config !== stockKernel(name, 'cpu'));
+  for (const { name } of ours) restoreStockKernel(name, 'cpu');
+  try {
+    for (const { name, config } of ours) {
+      if (tf.getKernel(name, 'cpu') === config) throw new Error(`onStockCpu: the kit's ${name} (cpu) is still registered`);
+    }
+    return await onBackend('cpu', f);
+  } finally {
+    for (const { config } of ours) overrideKernel(config!);
+  }
 }

@@ -1,37 +1,32 @@
 // Every runtime kernel fix against the stock cpu kernel: random shapes, values and gradients.
 import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine, restoreStockKernel, overrideKernel, tf } from '../../lib/engine/index.js';
-import { unsortedSegmentSumCpuConfig } from '../../lib/engine/kernels/unsortedSegmentSum.js';
 import { batchMatMulWasmConfig } from '../../lib/engine/kernels/wasmBatchMatMul.js';
 import { nativeMatMulCpuConfig, nativeMatMulWasmConfig } from '../../lib/engine/kernels/nativeMatMul.js';
 import { loadNative } from '../../lib/engine/native.js';
-import { onBackend, randomArray, randomInt, relativeError, rng } from './helpers.js';
+import { onBackend, onStockCpu, randomArray, randomInt, relativeError, rng } from './helpers.js';
 
 const TOL = 1e-5;
 
 beforeAll(async () => {
-  await initEngine({ backend: 'wasm' }); // registers the wasm fixes and the cpu fix
+  await initEngine({ backend: 'wasm' }); // registers the wasm fixes, the cpu fix and the BatchMatMul gradient fix
 });
-
-/** Runs f on cpu with the stock UnsortedSegmentSum, then puts our fix back. */
-async function onStockCpu(f: () => tf.Tensor | tf.Tensor[]): Promise<Float32Array[]> {
-  restoreStockKernel(tf.UnsortedSegmentSum, 'cpu');
-  try {
-    return await onBackend('cpu', f);
-  } finally {
-    overrideKernel(unsortedSegmentSumCpuConfig);
-  }
-}
 
 describe('UnsortedSegmentSum', () => {
   const rand = rng(1234);
   const cases = Array.from({ length: 6 }, (_, i) => {
-    const idsShape: number[] = i % 2 === 0 ? [randomInt(rand, 1, 40)] : [randomInt(rand, 1, 5), randomInt(rand, 1, 7)];
+    // At least 2 ids, so that every case has a kept row and a dropped one.
+    const idsShape: number[] = i % 2 === 0 ? [randomInt(rand, 2, 40)] : [randomInt(rand, 2, 5), randomInt(rand, 1, 7)];
     const inner: number[] = i === 5 ? [] : [randomInt(rand, 1, 6), randomInt(rand, 1, 9)].slice(0, 1 + (i % 2));
     const numSegments = randomInt(rand, 1, 30);
     const nIds = idsShape.reduce((a, b) => a * b, 1);
-    // Some ids fall outside [0, numSegments): TensorFlow drops those rows.
+    // Some ids fall outside [0, numSegments): TensorFlow drops those rows. One random position is
+    // forced in range and another out of range (negative or too large), so no case is all-dropped.
     const ids = Int32Array.from({ length: nIds }, () => randomInt(rand, -2, numSegments + 1));
+    const kept = randomInt(rand, 0, nIds - 1);
+    const dropped = (kept + randomInt(rand, 1, nIds - 1)) % nIds;
+    ids[kept] = randomInt(rand, 0, numSegments - 1);
+    ids[dropped] = rand() < 0.5 ? -1 : numSegments;
     const x = randomArray(rand, nIds * inner.reduce((a, b) => a * b, 1));
     return { idsShape, inner, numSegments, ids, x };
   });
@@ -50,6 +45,9 @@ describe('UnsortedSegmentSum', () => {
   it.each(cases.map((c, i) => [i, c] as const))('case %i matches the definition on cpu and wasm, and the stock kernel for 1-D ids', async (_, c) => {
     const f = () => tf.unsortedSegmentSum(tf.tensor(c.x, [...c.idsShape, ...c.inner]), tf.tensor<tf.Rank>(c.ids, c.idsShape, 'int32') as tf.Tensor1D, c.numSegments);
     const want = reference(c);
+    // The case must test something: some row summed, some row dropped.
+    expect(want.some((v) => v !== 0)).toBe(true);
+    expect(Array.from(c.ids).some((id) => id < 0 || id >= c.numSegments)).toBe(true);
     const [cpu] = await onBackend('cpu', f);
     const [wasm] = await onBackend('wasm', f);
     expect(relativeError(cpu, want)).toBeLessThan(TOL);
@@ -135,12 +133,14 @@ describe.each(matMulImpls)('BatchMatMul ($name)', (impl) => {
 
   const label = (c: Case) => `[${c.aShape}]${c.ta ? 'ᵀ' : ''} x [${c.bShape}]${c.tb ? 'ᵀ' : ''}`;
 
-  // tfjs's BatchMatMul gradient does not sum over broadcast batch axes (on every backend), so
-  // gradients are compared only where the batch axes agree.
   const broadcasts = (c: Case) => c.aShape.slice(0, -2).join() !== c.bShape.slice(0, -2).join();
 
-  /** The definition in float64 with numpy broadcasting over the batch axes. */
-  function reference(c: Case, a: Float32Array, b: Float32Array): Float64Array {
+  /**
+   * The definition in float64 with numpy broadcasting over the batch axes: the product, and the
+   * gradients for upstream gradient w, da = w op(B)ᵀ and db = op(A)ᵀ w, each summed over the batch
+   * axes its operand was broadcast along (which is what the gradient of a broadcast must do).
+   */
+  function reference(c: Case, a: Float32Array, b: Float32Array, w: Float32Array): { y: Float64Array; da: Float64Array; db: Float64Array } {
     const [aR, bR] = [c.aShape.length, c.bShape.length];
     const m = c.ta ? c.aShape[aR - 1] : c.aShape[aR - 2];
     const k = c.ta ? c.aShape[aR - 2] : c.aShape[aR - 1];
@@ -150,7 +150,9 @@ describe.each(matMulImpls)('BatchMatMul ($name)', (impl) => {
     const [aO, bO] = [pad(c.aShape), pad(c.bShape)];
     const outer = aO.map((d, i) => Math.max(d, bO[i]));
     const batches = outer.reduce((x, y) => x * y, 1);
-    const out = new Float64Array(batches * m * n);
+    const y = new Float64Array(batches * m * n);
+    const da = new Float64Array(a.length);
+    const db = new Float64Array(b.length);
     for (let o = 0; o < batches; o++) {
       let rest = o, ai = 0, bi = 0, as = 1, bs = 1;
       for (let d = rank - 1; d >= 0; d--) {
@@ -161,38 +163,52 @@ describe.each(matMulImpls)('BatchMatMul ($name)', (impl) => {
         as *= aO[d];
         bs *= bO[d];
       }
+      const aAt = (i: number, p: number) => ai * m * k + (c.ta ? p * m + i : i * k + p);
+      const bAt = (p: number, j: number) => bi * k * n + (c.tb ? j * k + p : p * n + j);
       for (let i = 0; i < m; i++) for (let j = 0; j < n; j++) {
         let sum = 0;
+        const wij = w[o * m * n + i * n + j];
         for (let p = 0; p < k; p++) {
-          sum += a[ai * m * k + (c.ta ? p * m + i : i * k + p)] * b[bi * k * n + (c.tb ? j * k + p : p * n + j)];
+          sum += a[aAt(i, p)] * b[bAt(p, j)];
+          da[aAt(i, p)] += wij * b[bAt(p, j)];
+          db[bAt(p, j)] += wij * a[aAt(i, p)];
         }
-        out[o * m * n + i * n + j] = sum;
+        y[o * m * n + i * n + j] = sum;
       }
     }
-    return out;
+    return { y, da, db };
   }
 
-  it.skipIf(!impl.available).each(cases.map((c) => [label(c), c] as const))('%s: values match the definition, gradients match cpu', async (_, c) => {
+  it.skipIf(!impl.available).each(cases.map((c) => [label(c), c] as const))('%s: values and gradients match the definition, and the stock cpu kernel', async (_, c) => {
     const a = randomArray(rand, c.aShape.reduce((x, y) => x * y, 1));
     const b = randomArray(rand, c.bShape.reduce((x, y) => x * y, 1));
-    const f = () => {
+    const outShape = tf.broadcast_util.assertAndGetBroadcastShape(c.aShape.slice(0, -2), c.bShape.slice(0, -2));
+    const [m, n] = [c.ta ? c.aShape.at(-1)! : c.aShape.at(-2)!, c.tb ? c.bShape.at(-2)! : c.bShape.at(-1)!];
+    // A fixed non-uniform upstream gradient, so every output element's gradient path is checked.
+    const w = Float32Array.from({ length: outShape.reduce((x, y) => x * y, 1) * m * n }, (_, i) => Math.sin(i));
+    const f = (withGrads: boolean) => () => {
       const at = tf.tensor(a, c.aShape), bt = tf.tensor(b, c.bShape);
       const y = tf.matMul(at, bt, c.ta, c.tb);
-      if (broadcasts(c)) return [y];
-      // A fixed non-uniform upstream gradient, so every output element's gradient path is checked.
-      const w = tf.sin(tf.reshape(tf.range(0, y.size), y.shape));
-      const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.matMul(p, q, c.ta, c.tb), w)))([at, bt]);
+      if (!withGrads) return [y];
+      const wt = tf.tensor(w, y.shape);
+      const [da, db] = tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(tf.matMul(p, q, c.ta, c.tb), wt)))([at, bt]);
       return [y, da, db];
     };
-    const want = await onBackend('cpu', f);
+    // tfjs's own BatchMatMul gradient returns the broadcast shape for a broadcast operand (tf.grad
+    // then throws); lib/engine registers one that sums over the broadcast axes. So the stock run
+    // vouches for gradients only where the batch axes agree, and the float64 definition for all.
+    const want = await onStockCpu(f(!broadcasts(c)));
     const before = tf.memory().numTensors;
-    const got = await onImpl(() => onBackend(impl.backend, f));
+    const got = await onImpl(() => onBackend(impl.backend, f(true)));
     expect(tf.memory().numTensors).toBe(before);
-    expect(got.length).toBe(broadcasts(c) ? 1 : 3);
-    expect(relativeError(got[0], reference(c, a, b))).toBeLessThan(TOL);
+    expect(got.length).toBe(3);
+    const ref = reference(c, a, b, w);
+    expect(relativeError(got[0], ref.y), 'product').toBeLessThan(TOL);
+    expect(relativeError(got[1], ref.da), 'da').toBeLessThan(TOL);
+    expect(relativeError(got[2], ref.db), 'db').toBeLessThan(TOL);
     // The stock cpu kernel handles broadcasting only when one side's batch is 1 or both agree.
     if (want[0].length === got[0].length) expect(relativeError(got[0], want[0])).toBeLessThan(TOL);
-    for (let i = 1; i < got.length; i++) expect(relativeError(got[i], want[i])).toBeLessThan(TOL);
+    for (let i = 1; i < want.length; i++) expect(relativeError(got[i], want[i])).toBeLessThan(TOL);
   });
 
   it.skipIf(!impl.available)('leaves no backend allocations behind', async () => onImpl(async () => {
@@ -265,7 +281,7 @@ describe('comparisons and Identity (wasm)', () => {
   });
 });
 
-describe('GatherV2 (wasm)', () => {
+describe('GatherV2 (wasm) against the stock cpu kernels', () => {
   const rand = rng(5);
   const cases: { xShape: number[]; idsShape: number[]; axis: number; batchDims?: number; dtype?: 'float32' | 'int32' }[] = [
     { xShape: [37, 8], idsShape: [4, 11], axis: 0 },
@@ -287,7 +303,8 @@ describe('GatherV2 (wasm)', () => {
       const g = tf.grad((p: tf.Tensor) => tf.sum(tf.mul(tf.gather(p, it, c.axis, c.batchDims ?? 0), tf.sin(tf.reshape(tf.range(0, y.size), y.shape)))))(xt);
       return [y, g];
     };
-    const want = await onBackend('cpu', f);
+    // The reference's gradient runs tfjs's own cpu UnsortedSegmentSum, not the kit's.
+    const want = await onStockCpu(f);
     const got = await onBackend('wasm', f);
     expect(got.length).toBe(want.length);
     for (let i = 0; i < got.length; i++) expect(relativeError(got[i], want[i])).toBeLessThan(TOL);
