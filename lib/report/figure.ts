@@ -6,11 +6,13 @@
 //   a few KB of figure JSON rather than a 4.8 MB copy of plotly.js (pass `standalone: true` to
 //   inline the bundle for a page you want to send elsewhere).
 // - figures/<name>.png and .svg are rendered by Plotly.toImage in Chromium; the SVG's random
-//   plot uid is replaced by a fixed one so re-runs produce identical files.
+//   plot uid is replaced by a fixed one (and an empty root style dropped) so re-runs produce
+//   identical files. Images this call did not produce are deleted, so a PNG/SVG beside the HTML
+//   is always from the same run.
 // - In a live notebook the first figure injects plotly.js once per kernel session; each figure is
 //   then interactive. The committed notebook (written by scripts/nb.ts) keeps only the PNG: the
 //   bundle and the interactive HTML carry `metadata.deepalign` flags that the runner drops.
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, relative, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -130,23 +132,49 @@ if (window.Plotly) {
 }
 
 // One browser per process, reused across figures and closed after a short idle period so a
-// script that saved a figure can still exit on its own.
+// script that saved a figure can still exit on its own. A failed launch or a browser that dies
+// clears the cache, so the next figure tries again instead of rethrowing the old error.
 let browserPromise: Promise<{ browser: import('playwright-core').Browser; path: string }> | undefined;
 let idleTimer: ReturnType<typeof setTimeout> | undefined;
 let inFlight = 0;
 const IDLE_CLOSE_MS = 1500;
 
+/** Chromium exists at the path but could not be started; saveFigure falls back to HTML only. */
+class ChromiumLaunchError extends Error {}
+
+function launchBrowser(executablePath: string): NonNullable<typeof browserPromise> {
+  const launching = (async () => {
+    const { chromium } = await import('playwright-core');
+    let browser: import('playwright-core').Browser;
+    try {
+      browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
+    } catch (error) {
+      // Playwright's message goes on with the full command line and call log; the first line
+      // says what happened.
+      const first = (error instanceof Error ? error.message : String(error)).split('\n')[0];
+      throw new ChromiumLaunchError(`Chromium at ${executablePath} failed to launch: ${first}`);
+    }
+    browser.on('disconnected', () => {
+      if (browserPromise === launching) browserPromise = undefined;
+    });
+    return { browser, path: executablePath };
+  })();
+  launching.catch(() => {
+    if (browserPromise === launching) browserPromise = undefined;
+  });
+  return launching;
+}
+
 async function withBrowser<T>(executablePath: string, fn: (browser: import('playwright-core').Browser) => Promise<T>): Promise<T> {
   if (idleTimer) clearTimeout(idleTimer);
   idleTimer = undefined;
-  if (browserPromise && (await browserPromise).path !== executablePath) await closeBrowser();
-  browserPromise ??= (async () => {
-    const { chromium } = await import('playwright-core');
-    const browser = await chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS });
-    return { browser, path: executablePath };
-  })();
   inFlight += 1;
   try {
+    if (browserPromise) {
+      const current = await browserPromise.catch(() => undefined);
+      if (current && current.path !== executablePath) await closeBrowser();
+    }
+    browserPromise ??= launchBrowser(executablePath);
     return await fn((await browserPromise).browser);
   } finally {
     inFlight -= 1;
@@ -199,7 +227,11 @@ async function exportImages(
       if (images.svg) {
         const svg = decodeURIComponent(images.svg.replace(/^data:image\/svg\+xml,/, ''));
         const plotUid = /<defs id="defs-([0-9a-f]+)"/.exec(svg)?.[1];
-        result.svg = plotUid ? svg.split(plotUid).join('deepalign') : svg;
+        const renamed = plotUid ? svg.split(plotUid).join('deepalign') : svg;
+        // Plotly sets an empty style on the root <svg> either before or after viewBox, depending
+        // on timing inside the page (seen in consecutive exports of the same figure); an empty
+        // style means nothing, so dropping it keeps the bytes reproducible.
+        result.svg = renamed.replace(/^(<svg\b[^>]*?) style=""/, '$1');
       }
       return result;
     } finally {
@@ -210,7 +242,9 @@ async function exportImages(
 
 /**
  * Writes `<dir>/<name>.html` (interactive) and, when Chromium is available, `.png` and `.svg`.
- * Without Chromium it writes the HTML and says so in `note` (no error: images are optional).
+ * Without Chromium, or with one that fails to launch, it writes the HTML and says why in `note`
+ * (no error: images are optional). A `.png`/`.svg` left by an earlier run that this call did not
+ * rewrite is removed (and named in `note`), since it would show an older figure.
  */
 export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveFigureOptions = {}): Promise<SavedFigure> {
   validateFigure(fig, `saveFigure("${name}")`);
@@ -229,16 +263,30 @@ export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveF
   const saved: SavedFigure = { name, html: htmlPath, note: '' };
   const wanted = formats.filter((f): f is 'png' | 'svg' => f !== 'html');
   const chromium = findChromium(options.chromium);
+  let missingReason = wanted.length > 0 && !chromium.path ? chromium.reason : '';
   if (wanted.length > 0 && chromium.path) {
-    const images = await exportImages(chromium.path, htmlPath, wanted, figureSize(fig, options), options.scale ?? 1);
-    if (images.png) writeFileSync((saved.png = `${base}.png`), images.png);
-    if (images.svg) writeFileSync((saved.svg = `${base}.svg`), images.svg);
+    try {
+      const images = await exportImages(chromium.path, htmlPath, wanted, figureSize(fig, options), options.scale ?? 1);
+      if (images.png) writeFileSync((saved.png = `${base}.png`), images.png);
+      if (images.svg) writeFileSync((saved.svg = `${base}.svg`), images.svg);
+    } catch (error) {
+      // A Chromium that will not start is an environment problem, like a missing one: keep the
+      // notebook running with HTML only. Anything else (a page that never renders) is a bug.
+      if (!(error instanceof ChromiumLaunchError)) {
+        throw new Error(`saveFigure("${name}"): PNG/SVG export with Chromium at ${chromium.path} failed: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      missingReason = error.message;
+    }
   }
+  // Images from an earlier run no longer match the HTML just written; leaving them would let a
+  // reader (or the notebook runner) pick up an old figure as this run's.
+  const stale = (['png', 'svg'] as const).map((f) => `${base}.${f}`).filter((p) => p !== saved.png && p !== saved.svg && existsSync(p));
+  for (const p of stale) rmSync(p, { force: true });
   const written = [saved.html, saved.png, saved.svg].filter(Boolean).map((p) => displayPath(p!));
-  saved.note =
-    wanted.length > 0 && !chromium.path
-      ? `figure ${name}: wrote ${written.join(', ')}; no PNG/SVG: ${chromium.reason}`
-      : `figure ${name}: wrote ${written.join(', ')}`;
+  const parts = [`figure ${name}: wrote ${written.join(', ')}`];
+  if (stale.length > 0) parts.push(`removed stale ${stale.map(displayPath).join(', ')}`);
+  if (missingReason) parts.push(`no PNG/SVG: ${missingReason}`);
+  saved.note = parts.join('; ');
   return saved;
 }
 

@@ -30,35 +30,97 @@ function check(condition: boolean, message: () => string): void {
   if (!condition) throw new Error(`writeResults: ${message()}`);
 }
 
+/** A value for an error message; unlike JSON.stringify it never throws (BigInt, cycles) and
+ * never hides NaN/Infinity/undefined as null or nothing. */
+function show(value: unknown): string {
+  if (typeof value === 'bigint') return `${value}n`;
+  if (typeof value === 'number' || value === undefined || typeof value === 'symbol') return String(value);
+  if (typeof value === 'function') return `a function${value.name ? ` (${value.name})` : ''}`;
+  try {
+    return JSON.stringify(value)?.slice(0, 80) ?? String(value);
+  } catch {
+    return Object.prototype.toString.call(value);
+  }
+}
+
+const isPlainObject = (value: unknown): value is Record<string, unknown> => {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) return false;
+  const proto = Object.getPrototypeOf(value);
+  return proto === Object.prototype || proto === null;
+};
+
+/**
+ * Checks that `value` survives JSON.stringify unchanged: JSON.stringify turns NaN and ±Infinity
+ * into null, drops undefined, functions and symbols (or nulls them in arrays), turns a Map or Set
+ * into {} and throws on BigInt and cycles, none of which names the field. Arrays, plain objects,
+ * strings, booleans, null, valid Dates and finite numbers pass.
+ */
+function checkJson(value: unknown, path: string, ancestors: object[] = []): void {
+  switch (typeof value) {
+    case 'number':
+      check(Number.isFinite(value), () => `${path} is ${value}; results must be finite JSON numbers (JSON would write null; store a string, or null for a missing value)`);
+      return;
+    case 'string':
+    case 'boolean':
+      return;
+    case 'bigint':
+      check(false, () => `${path} is the BigInt ${show(value)}; JSON cannot hold it (convert with Number() or String())`);
+      return;
+    case 'undefined':
+    case 'function':
+    case 'symbol':
+      check(false, () => `${path} is ${show(value)}; JSON would drop it (store null for a missing value)`);
+      return;
+  }
+  if (value === null) return;
+  const object = value as object;
+  check(!ancestors.includes(object), () => `${path} refers back to an enclosing object (a cycle); JSON cannot hold it`);
+  const inner = [...ancestors, object];
+  if (Array.isArray(object)) {
+    // Holes in sparse arrays are visited too: JSON writes them as null.
+    for (let i = 0; i < object.length; i++) checkJson(object[i], `${path}[${i}]`, inner);
+    return;
+  }
+  if (object instanceof Date) {
+    // JSON writes a Date as its ISO string, and an invalid Date as null.
+    check(!Number.isNaN(object.getTime()), () => `${path} is an invalid Date; JSON would write null`);
+    return;
+  }
+  check(
+    isPlainObject(object),
+    () =>
+      `${path} is a ${object.constructor?.name ?? 'non-plain object'}; JSON would not keep its contents (store an array or a plain object${ArrayBuffer.isView(object) ? ', e.g. Array.from(...)' : ''})`,
+  );
+  for (const [key, child] of Object.entries(object)) checkJson(child, `${path}.${key}`, inner);
+}
+
 /** Throws a message naming the field when `results` does not have the documented shape. */
 export function validateResults(results: NotebookResults): void {
-  check(typeof results === 'object' && results !== null, () => `expected an object, got ${String(results)}`);
-  check(typeof results.notebook === 'string' && /^[A-Za-z0-9_.-]+$/.test(results.notebook), () => `\`notebook\` must be a notebook stem like "00_quickstart", got ${JSON.stringify(results.notebook)}`);
-  check(Number.isInteger(results.seed), () => `\`seed\` must be an integer, got ${JSON.stringify(results.seed)}`);
+  check(typeof results === 'object' && results !== null, () => `expected an object, got ${show(results)}`);
+  check(typeof results.notebook === 'string' && /^[A-Za-z0-9_.-]+$/.test(results.notebook), () => `\`notebook\` must be a notebook stem like "00_quickstart", got ${show(results.notebook)}`);
+  check(Number.isInteger(results.seed), () => `\`seed\` must be an integer, got ${show(results.seed)}`);
   for (const key of ['settings', 'metrics'] as const) {
     const value = results[key];
-    check(typeof value === 'object' && value !== null && !Array.isArray(value), () => `\`${key}\` must be an object, got ${JSON.stringify(value)}`);
+    check(typeof value === 'object' && value !== null && !Array.isArray(value), () => `\`${key}\` must be an object, got ${show(value)}`);
   }
-  check(Array.isArray(results.claims), () => `\`claims\` must be an array, got ${JSON.stringify(results.claims)}`);
+  check(Array.isArray(results.claims), () => `\`claims\` must be an array, got ${show(results.claims)}`);
   const ids = new Set<string>();
-  results.claims.forEach((claim, i) => {
+  results.claims.forEach((claim: unknown, i) => {
+    check(isPlainObject(claim), () => `claims[${i}] must be an object { id, paper, expected, observed, holds }, got ${show(claim)}`);
+    const c = claim as Claim;
     for (const field of ['id', 'paper'] as const) {
-      check(typeof claim[field] === 'string' && claim[field].length > 0, () => `claims[${i}].${field} must be a non-empty string, got ${JSON.stringify(claim[field])}`);
+      check(typeof c[field] === 'string' && c[field].length > 0, () => `claims[${i}].${field} must be a non-empty string, got ${show(c[field])}`);
     }
-    check(claim.expected !== undefined, () => `claims[${i}] ("${claim.id}").expected is missing`);
-    check(claim.observed !== undefined, () => `claims[${i}] ("${claim.id}").observed is missing`);
-    check(typeof claim.holds === 'boolean', () => `claims[${i}] ("${claim.id}").holds must be a boolean, got ${JSON.stringify(claim.holds)}`);
-    check(!ids.has(claim.id), () => `claims[${i}].id "${claim.id}" is used twice`);
-    ids.add(claim.id);
+    check(c.expected !== undefined, () => `claims[${i}] ("${c.id}").expected is missing`);
+    check(c.observed !== undefined, () => `claims[${i}] ("${c.id}").observed is missing`);
+    check(typeof c.holds === 'boolean', () => `claims[${i}] ("${c.id}").holds must be a boolean, got ${show(c.holds)}`);
+    check(!ids.has(c.id), () => `claims[${i}].id "${c.id}" is used twice`);
+    ids.add(c.id);
+    checkJson(c.expected, `claims[${i}].expected`);
+    checkJson(c.observed, `claims[${i}].observed`);
   });
-  // NaN/Infinity would silently become null in JSON.
-  const walk = (value: unknown, path: string): void => {
-    if (typeof value === 'number') check(Number.isFinite(value), () => `${path} is ${value}; JSON cannot hold it (store a string or null)`);
-    else if (Array.isArray(value)) value.forEach((v, i) => walk(v, `${path}[${i}]`));
-    else if (value && typeof value === 'object') for (const [k, v] of Object.entries(value)) walk(v, `${path}.${k}`);
-  };
-  walk(results.metrics, 'metrics');
-  walk(results.settings, 'settings');
+  checkJson(results.settings, 'settings');
+  checkJson(results.metrics, 'metrics');
 }
 
 /** Where writeResults puts a notebook's results. */

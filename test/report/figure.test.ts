@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
@@ -35,6 +35,60 @@ describe('figures', () => {
     // The relative <script src> points at the real bundle.
     const src = /<script src="([^"]+)">/.exec(readFileSync(saved.html, 'utf8'))![1]!;
     expect(existsSync(join(dir, 'nb', src))).toBe(true);
+  });
+
+  it('without images in this call removes the PNG and SVG of an earlier run, and says so', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
+    mkdirSync(join(dir, 'nb'));
+    // Stand-ins for a Chromium run's images: the content does not matter, only that they go.
+    writeFileSync(join(dir, 'nb', 'a.png'), 'old png');
+    writeFileSync(join(dir, 'nb', 'a.svg'), 'old svg');
+    const saved = await saveFigure(fig, 'nb/a', { dir, chromium: null });
+    expect(existsSync(join(dir, 'nb', 'a.html'))).toBe(true);
+    expect(existsSync(join(dir, 'nb', 'a.png'))).toBe(false);
+    expect(existsSync(join(dir, 'nb', 'a.svg'))).toBe(false);
+    expect(saved.note).toBe(
+      `figure nb/a: wrote ${join(dir, 'nb', 'a.html')}; removed stale ${join(dir, 'nb', 'a.png')}, ${join(dir, 'nb', 'a.svg')}; no PNG/SVG: image export disabled (chromium: null)`,
+    );
+  });
+
+  it.skipIf(!chromium.path)('a Chromium run then one without Chromium leaves no images beside the new HTML', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
+    const first = await saveFigure(fig, 'a', { dir });
+    expect(existsSync(first.png!) && existsSync(first.svg!)).toBe(true);
+    vi.stubEnv('DEEPALIGN_CHROMIUM', 'none');
+    try {
+      const second = await saveFigure(fig, 'a', { dir });
+      expect(second.note).toContain(`removed stale ${first.png}, ${first.svg}`);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+    expect(existsSync(first.png!) || existsSync(first.svg!)).toBe(false);
+    // Asking for PNG only also removes the SVG that no longer matches.
+    await saveFigure(fig, 'a', { dir });
+    const pngOnly = await saveFigure(fig, 'a', { dir, formats: ['html', 'png'] });
+    expect(existsSync(pngOnly.png!)).toBe(true);
+    expect(existsSync(first.svg!)).toBe(false);
+    expect(pngOnly.note).toContain(`removed stale ${first.svg}`);
+  });
+
+  it.skipIf(!existsSync('/bin/true'))('a Chromium that will not launch gives HTML only with the reason, and is not cached', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
+    vi.stubEnv('DEEPALIGN_CHROMIUM', '/bin/true');
+    try {
+      for (const name of ['x', 'y']) {
+        const saved = await saveFigure(fig, name, { dir });
+        expect(existsSync(saved.html)).toBe(true);
+        expect(saved.png).toBeUndefined();
+        expect(saved.note).toBe(
+          `figure ${name}: wrote ${join(dir, `${name}.html`)}; no PNG/SVG: Chromium at /bin/true failed to launch: browserType.launch: Target page, context or browser has been closed`,
+        );
+      }
+    } finally {
+      vi.unstubAllEnvs();
+    }
+    // The failed launch is forgotten: a working Chromium exports again in the same process.
+    if (chromium.path) expect(existsSync((await saveFigure(fig, 'z', { dir })).png!)).toBe(true);
   });
 
   it('reports a missing Chromium path', () => {

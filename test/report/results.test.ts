@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
@@ -32,11 +32,50 @@ describe('writeResults', () => {
     [(r: NotebookResults) => (r.notebook = 'a/b'), '`notebook` must be a notebook stem like "00_quickstart", got "a/b"'],
     [(r: NotebookResults) => ((r.claims[0] as { holds: unknown }).holds = 'yes'), 'claims[0] ("loss-drops").holds must be a boolean, got "yes"'],
     [(r: NotebookResults) => r.claims.push({ ...r.claims[0]! }), 'claims[1].id "loss-drops" is used twice'],
-    [(r: NotebookResults) => (r.metrics.kl = Number.NaN), 'metrics.kl is NaN; JSON cannot hold it'],
+    [(r: NotebookResults) => (r.metrics.kl = Number.NaN), 'metrics.kl is NaN; results must be finite JSON numbers'],
     [(r: NotebookResults) => ((r.claims[0] as { paper: unknown }).paper = ''), 'claims[0].paper must be a non-empty string, got ""'],
+    [(r: NotebookResults) => ((r as { seed: unknown }).seed = Number.NaN), '`seed` must be an integer, got NaN'],
+    // Claims are checked like metrics: JSON.stringify would turn these into null without a word.
+    [(r: NotebookResults) => (r.claims[0]!.observed = Number.NaN), 'claims[0].observed is NaN; results must be finite JSON numbers'],
+    [(r: NotebookResults) => (r.claims[0]!.observed = Number.POSITIVE_INFINITY), 'claims[0].observed is Infinity; results must be finite JSON numbers'],
+    [(r: NotebookResults) => (r.claims[0]!.expected = { lo: Number.NaN, hi: 1 }), 'claims[0].expected.lo is NaN'],
+    [(r: NotebookResults) => (r.claims[0]!.observed = { perLayer: [1, -Infinity] }), 'claims[0].observed.perLayer[1] is -Infinity'],
+    [
+      (r: NotebookResults) => r.claims.push({ ...r.claims[0]!, id: 'b' }, { ...r.claims[0]!, id: 'c', observed: { 'T=1': Number.NaN } }),
+      'claims[2].observed.T=1 is NaN; results must be finite JSON numbers',
+    ],
+    [(r: NotebookResults) => ((r.claims as unknown[])[0] = null), 'claims[0] must be an object { id, paper, expected, observed, holds }, got null'],
+    [(r: NotebookResults) => ((r.claims[0] as { id: unknown }).id = 7n), 'claims[0].id must be a non-empty string, got 7n'],
+    [(r: NotebookResults) => (r.claims[0]!.observed = { n: 3n } as unknown as Record<string, unknown>), 'claims[0].observed.n is the BigInt 3n; JSON cannot hold it'],
+    [(r: NotebookResults) => (r.metrics.tokens = 10n), 'metrics.tokens is the BigInt 10n'],
+    [(r: NotebookResults) => (r.metrics.later = undefined), 'metrics.later is undefined; JSON would drop it'],
+    [(r: NotebookResults) => (r.settings.schedule = (t: number) => t), 'settings.schedule is a function; JSON would drop it'],
+    [(r: NotebookResults) => (r.metrics.perLayer = [0.1, undefined]), 'metrics.perLayer[1] is undefined'],
+    [(r: NotebookResults) => (r.metrics.byLayer = new Map([[0, 1]])), 'metrics.byLayer is a Map; JSON would not keep its contents'],
+    [(r: NotebookResults) => (r.metrics.kl = new Float32Array([1, 2])), 'metrics.kl is a Float32Array; JSON would not keep its contents (store an array or a plain object, e.g. Array.from(...))'],
+    [(r: NotebookResults) => (r.metrics.self = r.metrics), 'metrics.self refers back to an enclosing object (a cycle)'],
   ])('rejects invalid results naming the field (%#)', (mutate, message) => {
     const r = valid();
     mutate(r);
-    expect(() => writeResults(r, { dir: tmpdir() })).toThrow(`writeResults: ${message}`);
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-results-'));
+    expect(() => writeResults(r, { dir })).toThrow(`writeResults: ${message}`);
+    expect(existsSync(resultsPath('00_quickstart', dir))).toBe(false);
+  });
+
+  it('accepts null, nested arrays and objects, Dates and the same object twice (not a cycle)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-results-'));
+    vi.spyOn(console, 'log').mockImplementation(() => {});
+    const r = valid();
+    const shared = { a: 1 };
+    r.metrics = { missing: null, nested: [[1, 2], { x: [3] }], left: shared, right: shared, at: new Date(0) };
+    r.claims[0]!.expected = { lo: 0, hi: 2 };
+    writeResults(r, { dir });
+    expect(JSON.parse(readFileSync(resultsPath('00_quickstart', dir), 'utf8')).metrics).toEqual({
+      missing: null,
+      nested: [[1, 2], { x: [3] }],
+      left: { a: 1 },
+      right: { a: 1 },
+      at: '1970-01-01T00:00:00.000Z',
+    });
   });
 });
