@@ -31,6 +31,15 @@ function usage(message: string): never {
   process.exit(2);
 }
 
+/** A positive number of seconds, or a usage error naming where the value came from and its raw text. */
+function parseSeconds(raw: string | undefined, source: string): number {
+  const seconds = raw === undefined || raw.trim() === '' ? NaN : Number(raw);
+  if (!(seconds > 0) || !Number.isFinite(seconds)) {
+    usage(`${source} must be a positive number of seconds (e.g. 900), got ${raw === undefined ? 'nothing' : JSON.stringify(raw)}`);
+  }
+  return seconds;
+}
+
 function parseArgs(argv: string[]) {
   const args = {
     notebook: '',
@@ -38,21 +47,22 @@ function parseArgs(argv: string[]) {
     out: undefined as string | undefined,
     write: true,
     clean: false,
-    cellTimeoutS: process.env.DEEPALIGN_CELL_TIMEOUT_S ? Number(process.env.DEEPALIGN_CELL_TIMEOUT_S) : undefined,
+    cellTimeoutS: undefined as number | undefined,
   };
+  const envTimeout = process.env.DEEPALIGN_CELL_TIMEOUT_S;
+  if (envTimeout) args.cellTimeoutS = parseSeconds(envTimeout, 'DEEPALIGN_CELL_TIMEOUT_S');
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     if (arg === '--fast') args.fast = true;
     else if (arg === '--no-write') args.write = false;
     else if (arg === '--clean') args.clean = true;
-    else if (arg === '--cell-timeout') args.cellTimeoutS = Number(argv[++i]);
+    else if (arg === '--cell-timeout') args.cellTimeoutS = parseSeconds(argv[++i], '--cell-timeout');
     else if (arg === '--out') args.out = argv[++i] ?? usage('--out needs a path');
     else if (arg.startsWith('-')) usage(`unknown option ${arg}`);
     else if (args.notebook) usage(`one notebook per run (got ${args.notebook} and ${arg}); use npm run reproduce for several`);
     else args.notebook = arg;
   }
   if (!args.notebook) usage('no notebook given');
-  if (args.cellTimeoutS !== undefined && !(args.cellTimeoutS > 0)) usage(`--cell-timeout must be a positive number of seconds, got ${args.cellTimeoutS}`);
   return args;
 }
 
@@ -87,8 +97,9 @@ async function main() {
   if (result.failure) {
     const f = result.failure;
     const indented = f.errorText.replace(/^/gm, '    ');
+    const what = f.surfaced ? `: ${f.surfaced}` : '';
     process.stderr.write(
-      `nb: ${shown} failed at cell ${f.cellNumber} (execution ${f.executionCount}, "${f.firstLine}"):\n${indented}\n`,
+      `nb: ${shown} failed at cell ${f.cellNumber} (execution ${f.executionCount}, "${f.firstLine}")${what}:\n${indented}\n`,
     );
     process.exit(1);
   }

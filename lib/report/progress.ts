@@ -74,7 +74,8 @@ export function formatStat(value: number | string): string {
 
 /** The one-line rendering, e.g. `train  42%|██████████▏             | 42/100 [00:03<00:04, 12.3 it/s] loss=1.234`. */
 export function formatProgress(state: ProgressState): string {
-  const fraction = state.total > 0 ? Math.min(1, state.value / state.total) : 0;
+  // Nothing to do is complete: an empty loop (total 0) shows 100%, not 0%.
+  const fraction = state.total > 0 ? Math.min(1, state.value / state.total) : 1;
   const eighths = Math.round(fraction * BAR_WIDTH * 8);
   const full = Math.floor(eighths / 8);
   const bar = '█'.repeat(full) + (full < BAR_WIDTH ? PARTIAL[eighths % 8] + ' '.repeat(BAR_WIDTH - full - 1) : '');
@@ -120,8 +121,9 @@ export function progress(total: number, options: ProgressOptions = {}): Progress
     state.elapsedMs = t - started;
     const line = formatProgress(state);
     if (mode === 'notebook') {
-      // The flag lets scripts/nb.ts echo the bar to the terminal while a long cell runs.
-      display({ data: { 'text/plain': line }, metadata: { deepalign: { progress: true } } }, { displayId, update: drawn });
+      // The flags let scripts/nb.ts echo the bar to the terminal while a long cell runs, and
+      // always echo the final state (its log otherwise throttles to one line per 10 s).
+      display({ data: { 'text/plain': line }, metadata: { deepalign: { progress: true, final } } }, { displayId, update: drawn });
     } else if (mode === 'tty') {
       write(`\r${line}\x1b[K${final ? '\n' : ''}`);
     } else if (mode === 'log') {

@@ -5,6 +5,7 @@
 //
 // One notebook per process: tslab's executor keeps cell globals in a process-wide object and
 // we patch process.stdout/stderr, so scripts/nb.ts runs one notebook and exits.
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 import { performance } from 'node:perf_hooks';
 import {
@@ -52,12 +53,16 @@ const tslabJupyter = require('tslab/dist/jupyter.js') as {
 };
 
 export interface CellFailure {
-  /** 1-based index among all cells of the notebook (what a reader counts in Jupyter). */
+  /** 1-based index among all cells of the notebook (what a reader counts in Jupyter): the cell
+   * that failed, or the cell whose leftover callback (timer, unawaited promise) failed. */
   cellNumber: number;
   executionCount: number;
   /** The TypeScript diagnostics or the stack trace, as the cell printed them to stderr. */
   errorText: string;
   firstLine: string;
+  /** Set when the error came from a callback the cell left running and surfaced later, e.g.
+   * "error from a callback left running by cell 2, surfaced while cell 4 ran". */
+  surfaced?: string;
 }
 
 export interface RunResult {
@@ -79,8 +84,20 @@ export interface RunOptions {
 interface CellCapture {
   outputs: Output[];
   stderr: string;
-  asyncErrors: unknown[];
+  /** Errors from callbacks (and process.exit calls), with the number of the cell whose code
+   * started the callback; undefined when no cell did (runner or tslab code). */
+  asyncErrors: { origin: number | undefined; message?: string }[];
 }
+
+/** The number of the cell whose code is running. Timers, promises and other callbacks inherit
+ * it from the code that created them, so an error thrown late is traced to the cell that left
+ * the callback running rather than to whichever cell happens to run when it fires. */
+const cellContext = new AsyncLocalStorage<number>();
+
+/** After the last cell, how long to wait for timers the notebook left pending before judging
+ * the run: an error they throw must fail it. Only waited while timers are pending, so a notebook
+ * that leaves none costs a few event-loop turns. */
+const DRAIN_LIMIT_MS = 500;
 
 const formatError = (error: unknown): string =>
   error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
@@ -109,6 +126,8 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
   };
 
   let capture: CellCapture = { outputs: [], stderr: '', asyncErrors: [] };
+  // What a failure report names for each executed cell, by cell number.
+  const executed = new Map<number, { executionCount: number; firstLine: string }>();
   // display_id → the output object it last wrote, across all cells (Jupyter semantics).
   const displays = new Map<string, DisplayDataOutput>();
 
@@ -120,26 +139,34 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
     else capture.outputs.push({ output_type: 'stream', name, text });
   };
   // Progress bars (lib/report) mark their displays; echo them to the terminal so a long cell
-  // shows signs of life: one rewritten line on a TTY, a line every 10 s in a log.
+  // shows signs of life: one rewritten line on a TTY; in a log, a line every 10 s plus the final
+  // state of each bar (else a short loop would show only its 0% line).
   const echoTty = process.stderr.isTTY === true;
   let lastEcho = -Infinity;
   let echoOpen = false;
+  /** The latest line a log skipped, echoed when the cell ends if no later line was. */
+  let skippedEcho: string | undefined;
   const echoProgress = (message: DisplayMessage) => {
-    const meta = message.metadata?.deepalign as { progress?: boolean } | undefined;
+    const meta = message.metadata?.deepalign as { progress?: boolean; final?: boolean } | undefined;
     const line = message.data['text/plain'];
     if (!meta?.progress || typeof line !== 'string') return;
     const now = performance.now();
     if (echoTty) {
-      realStderrWrite(`\r    ${line}\x1b[K`);
-      echoOpen = true;
-    } else if (now - lastEcho >= 10_000) {
+      realStderrWrite(`\r    ${line}\x1b[K${meta.final ? '\n' : ''}`);
+      echoOpen = !meta.final;
+    } else if (meta.final || now - lastEcho >= 10_000) {
       realStderrWrite(`    ${line}\n`);
       lastEcho = now;
+      skippedEcho = undefined;
+    } else {
+      skippedEcho = line;
     }
   };
   const closeEcho = () => {
     if (echoOpen) realStderrWrite('\n');
+    else if (skippedEcho !== undefined) realStderrWrite(`    ${skippedEcho}\n`);
     echoOpen = false;
+    skippedEcho = undefined;
   };
   const onDisplay = (message: DisplayMessage, update: boolean) => {
     echoProgress(message);
@@ -154,11 +181,27 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
     capture.outputs.push(output);
     if (id) displays.set(id, output);
   };
-  // Errors thrown from callbacks a cell left running (a promise nobody awaited, a timer) belong
-  // to the cell being executed when they surface; they fail that cell.
+  // Errors thrown from callbacks a cell left running (a promise nobody awaited, a timer) fail
+  // the run, blamed on the cell that started the callback (see cellContext).
+  let runningCell: number | undefined;
+  const leftBy = (origin: number | undefined) =>
+    origin !== undefined && origin !== runningCell ? ` (from a callback left running by cell ${origin})` : '';
   const onAsyncError = (reason: unknown) => {
-    capture.asyncErrors.push(reason);
-    appendStream('stderr', `Unhandled error: ${formatError(reason)}\n`);
+    const origin = cellContext.getStore();
+    capture.asyncErrors.push({ origin });
+    appendStream('stderr', `Unhandled error${leftBy(origin)}: ${formatError(reason)}\n`);
+  };
+  // process.exit in a cell (or in lib code it calls) would end the run with the cell's exit code
+  // before anything is written, and `npm run reproduce` would count exit 0 as a pass. Throw
+  // instead, and record the call so that catching the error does not hide it.
+  const realExit = process.exit;
+  const refuseExit = (code?: number | string | null) => {
+    const origin = cellContext.getStore();
+    const who =
+      origin === undefined ? 'code outside any cell' : origin === runningCell ? `cell ${origin}` : `a callback left running by cell ${origin}`;
+    const message = `${who} called process.exit(${code ?? ''}); a notebook must not end the process`;
+    capture.asyncErrors.push({ origin, message });
+    throw new Error(message);
   };
 
   const patched = {
@@ -168,6 +211,30 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
   const originalWrites = { stdout: process.stdout.write, stderr: process.stderr.write };
   process.on('unhandledRejection', onAsyncError);
   process.on('uncaughtException', onAsyncError);
+  process.exit = refuseExit as typeof process.exit;
+
+  /** The failure for errors recorded while cell `current` ran (undefined: after the last cell). */
+  const asyncFailure = (current: number | undefined, fallback: number): CellFailure | undefined => {
+    const first = capture.asyncErrors[0];
+    if (!first) return undefined;
+    for (const { message } of capture.asyncErrors)
+      if (message && !capture.stderr.includes(message)) capture.stderr += `\nError: ${message}\n`;
+    const blamed = first.origin !== undefined && executed.has(first.origin) ? first.origin : undefined;
+    const cellNumber = blamed ?? fallback;
+    const when = current === undefined ? `after the last cell (${fallback}) finished` : `while cell ${current} ran`;
+    const surfaced =
+      blamed === current
+        ? undefined
+        : blamed === undefined
+          ? `error from a callback of unknown origin, surfaced ${when}`
+          : `error from a callback left running by cell ${blamed}, surfaced ${when}`;
+    return {
+      cellNumber,
+      ...executed.get(cellNumber)!,
+      errorText: capture.stderr.trim() || '(the cell failed without printing an error)',
+      ...(surfaced ? { surfaced } : {}),
+    };
+  };
 
   const started = performance.now();
   const convs = lazyConverters();
@@ -184,6 +251,9 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
       executionCount += 1;
       cell.execution_count = executionCount;
       capture = { outputs: cell.outputs!, stderr: '', asyncErrors: [] };
+      const firstLine = cell.source.trim().split('\n')[0]!.slice(0, 60);
+      executed.set(index + 1, { executionCount, firstLine });
+      runningCell = index + 1;
       const cellStart = performance.now();
       process.stdout.write = patched.stdout as typeof process.stdout.write;
       process.stderr.write = patched.stderr as typeof process.stderr.write;
@@ -198,22 +268,23 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
               executor.interrupt();
             }, options.cellTimeoutS * 1000);
       try {
-        ok = await executor.execute(cell.source);
+        ok = await cellContext.run(index + 1, () => executor.execute(cell.source));
         // Let rejections from promises the cell dropped surface before we judge it.
         await new Promise((resolve) => setImmediate(resolve));
       } finally {
         clearTimeout(timer);
         process.stdout.write = originalWrites.stdout;
         process.stderr.write = originalWrites.stderr;
+        runningCell = undefined;
       }
       if (timedOut) capture.stderr += `\ncell timeout: still running after ${options.cellTimeoutS}s (--cell-timeout), interrupted\n`;
       closeEcho();
       const secs = (performance.now() - cellStart) / 1000;
       result.cellSeconds.push(secs);
       for (const o of cell.outputs!) if (o.output_type === 'stream') o.text = foldCarriageReturns(o.text);
-      const firstLine = cell.source.trim().split('\n')[0]!.slice(0, 60);
-      if (!ok || capture.asyncErrors.length > 0) {
-        result.failure = {
+      const failure = asyncFailure(index + 1, index + 1);
+      if (!ok || failure) {
+        result.failure = failure ?? {
           cellNumber: index + 1,
           executionCount,
           errorText: capture.stderr.trim() || '(the cell failed without printing an error)',
@@ -224,15 +295,41 @@ export async function runNotebook(notebook: Notebook, options: RunOptions = {}):
       }
       log(`  cell ${index + 1} [${executionCount}/${codeCells}] ok ${secs.toFixed(1)}s  ${firstLine}`);
     }
+    if (!result.failure && executed.size > 0) {
+      // Timers and promises the cells left running can still throw; judge the run after them.
+      // Output they print now belongs to no cell: only the error text is kept, for the report.
+      capture = { outputs: [], stderr: '', asyncErrors: [] };
+      const stillPending = await drainLeftoverCallbacks(() => capture.asyncErrors.length > 0);
+      result.failure = asyncFailure(undefined, Math.max(...executed.keys()));
+      if (result.failure) log(`  FAILED after the last cell: ${result.failure.surfaced}`);
+      else if (stillPending)
+        log(`  note: timers are still pending ${DRAIN_LIMIT_MS} ms after the last cell; errors they throw later are not seen`);
+    }
   } finally {
+    // Handlers are removed only now, after the drain; scripts/nb.ts then writes the notebook and
+    // exits synchronously, so no callback can run (and be missed) in between.
     process.stdout.write = originalWrites.stdout;
     process.stderr.write = originalWrites.stderr;
+    process.exit = realExit;
     process.off('unhandledRejection', onAsyncError);
     process.off('uncaughtException', onAsyncError);
     executor.close();
   }
   result.seconds = (performance.now() - started) / 1000;
   return result;
+}
+
+/** Runs a few event-loop turns (immediates, due timers and the rejections they cause), then
+ * keeps polling while timers are pending, up to DRAIN_LIMIT_MS or until `stop()`. Returns
+ * whether timers are still pending. */
+async function drainLeftoverCallbacks(stop: () => boolean): Promise<boolean> {
+  const started = performance.now();
+  const turn = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  for (let i = 0; i < 3 && !stop(); i++) await turn(0);
+  // Unref'd timers are not listed (they would not keep a notebook alive either).
+  const pending = () => process.getActiveResourcesInfo().some((type) => type === 'Timeout' || type === 'Immediate');
+  while (!stop() && pending() && performance.now() - started < DRAIN_LIMIT_MS) await turn(10);
+  return !stop() && pending();
 }
 
 /** tslab's ConverterSet (not exported by tslab): the browser converter is built only if a

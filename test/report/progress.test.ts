@@ -21,6 +21,16 @@ describe('progress', () => {
     );
   });
 
+  it('shows an empty loop (total 0) as complete', () => {
+    expect(formatProgress({ label: 'none', unit: 'it', value: 0, total: 0, elapsedMs: 0, stats: {} })).toBe(
+      `none 100%|${'█'.repeat(24)}| 0/0 [00:00<?, ? it/s]`,
+    );
+    const out: string[] = [];
+    progress(0, { label: 'empty', mode: 'log', write: (s) => out.push(s) }).done();
+    expect(out).toHaveLength(1);
+    expect(out[0]).toMatch(/^empty 100%\|█{24}\| 0\/0 /);
+  });
+
   it('formats durations and stats', () => {
     expect(formatDuration(0)).toBe('00:00');
     expect(formatDuration(61_499)).toBe('01:01');
@@ -72,6 +82,8 @@ describe('progress', () => {
       expect(ids.size).toBe(1);
       expect(fake.messages.map((m) => m.update)).toEqual([false, true, true, true]);
       expect(fake.messages.at(-1)!.data['text/plain']).toMatch(/^nb 100%.* loss=0\.25$/);
+      // Only the final render is flagged, so scripts/nb.ts can echo it to a log.
+      expect(fake.messages.map((m) => (m.metadata.deepalign as { final: boolean }).final)).toEqual([false, false, false, true]);
     } finally {
       fake.uninstall();
     }

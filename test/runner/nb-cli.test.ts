@@ -48,8 +48,9 @@ describe('npm run nb', () => {
     ]);
     expect(run.stderr).toContain('ok in');
     expect(run.status).toBe(0);
-    // Progress bars are echoed to the terminal while the cell runs (in a log: the first line, then one per 10 s).
-    expect(run.stderr).toMatch(/^ {4}loop {3}0%\|/m);
+    // Progress bars are echoed to the terminal while the cell runs (in a log: the first line, one
+    // per 10 s, and the final state, so a short loop does not show only 0%).
+    expect(run.stderr).toMatch(/^ {4}loop {3}0%\|.*\n {4}loop 100%\|█+\| 3\/3 /m);
     const nb = run.written();
     expect(nb.nbformat_minor).toBe(5);
     expect(nb.metadata.kernelspec.name).toBe('deepalign');
@@ -101,6 +102,69 @@ describe('npm run nb', () => {
     expect(dropped.status).toBe(1);
     expect(dropped.stderr).toContain('failed at cell 2 (execution 1');
     expect(dropped.stderr).toContain('Unhandled error: Error: nobody awaited me');
+  });
+
+  it('fails on an error thrown by a timer after the last cell returned, blaming the cell that set it', () => {
+    const run = runCli(["setTimeout(() => { throw new Error('late boom'); }, 200);\nconsole.log('returned');"]);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(
+      'failed at cell 2 (execution 1, "setTimeout(() => { throw new Error(\'late boom\'); }, 200);"): error from a callback left running by cell 2, surfaced after the last cell (2) finished',
+    );
+    expect(run.stderr).toContain('Unhandled error (from a callback left running by cell 2): Error: late boom');
+    expect(readFileSync(run.path, 'utf8')).toBe(run.original);
+  });
+
+  it('blames a late error on the cell that left the callback running, not on the cell running when it fires', () => {
+    // Cell 2 schedules a rejection at 50 ms; cell 3 is still awaiting then.
+    const during = runCli(
+      ["setTimeout(() => { Promise.reject(new Error('from cell 2')); }, 50);", 'await new Promise((resolve) => setTimeout(resolve, 300));', "console.log('never runs')"],
+      ['--no-write'],
+    );
+    expect(during.status).toBe(1);
+    expect(during.stderr).toContain('failed at cell 2 (execution 1, "setTimeout(() => { Promise.reject(new Error(\'from cell 2\'));"): error from a callback left running by cell 2, surfaced while cell 3 ran');
+    expect(during.stderr).toContain('Error: from cell 2');
+    expect(during.stderr).not.toContain('never runs');
+
+    // A middle cell's timer firing after the quick later cells have all returned.
+    const after = runCli(["setTimeout(() => { throw new Error('middle'); }, 200);", "console.log('quick')"]);
+    expect(after.status).toBe(1);
+    expect(after.stderr).toContain('failed at cell 2 (execution 1');
+    expect(after.stderr).toContain('error from a callback left running by cell 2, surfaced after the last cell (3) finished');
+    expect(readFileSync(after.path, 'utf8')).toBe(after.original);
+
+    // A timer beyond the wait after the last cell is not waited for, but the log says so.
+    const slow = runCli(['setTimeout(() => {}, 5_000);'], ['--no-write']);
+    expect(slow.status).toBe(0);
+    expect(slow.stderr).toContain('note: timers are still pending 500 ms after the last cell');
+  });
+
+  it('fails a cell that calls process.exit, even with code 0 or inside try/catch, and writes nothing', () => {
+    const direct = runCli(["console.log('before');\nprocess.exit(0);", "console.log('never runs')"]);
+    expect(direct.status).toBe(1);
+    expect(direct.stderr).toContain('failed at cell 2 (execution 1');
+    expect(direct.stderr).toContain('cell 2 called process.exit(0); a notebook must not end the process');
+    expect(readFileSync(direct.path, 'utf8')).toBe(direct.original);
+
+    const caught = runCli(["try { process.exit(0); } catch { console.log('swallowed'); }", "setTimeout(() => process.exit(0), 50);"], ['--no-write']);
+    expect(caught.status).toBe(1);
+    expect(caught.stderr).toContain('failed at cell 2 (execution 1');
+    expect(caught.stderr).toContain('cell 2 called process.exit(0)');
+  });
+
+  it('fails on process.exit from a timer after the last cell', () => {
+    const run = runCli(['setTimeout(() => process.exit(0), 50);'], ['--no-write']);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain('error from a callback left running by cell 2, surfaced after the last cell (2) finished');
+    expect(run.stderr).toContain('a callback left running by cell 2 called process.exit(0)');
+  });
+
+  it('names the variable and its raw value for a bad cell timeout', () => {
+    const env = runCli(["console.log('never runs')"], ['--no-write'], { DEEPALIGN_CELL_TIMEOUT_S: '15m' });
+    expect(env.status).toBe(2);
+    expect(env.stderr).toContain('nb: DEEPALIGN_CELL_TIMEOUT_S must be a positive number of seconds (e.g. 900), got "15m"');
+    const flag = runCli(["console.log('never runs')"], ['--no-write', '--cell-timeout', '-3']);
+    expect(flag.status).toBe(2);
+    expect(flag.stderr).toContain('nb: --cell-timeout must be a positive number of seconds (e.g. 900), got "-3"');
   });
 
   it('--cell-timeout interrupts a cell that awaits too long', () => {
