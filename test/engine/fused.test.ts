@@ -2,7 +2,7 @@
 // on the same backend (cpu, wasm), then each kit backend against the composition on the *stock*
 // cpu backend over random shapes, so that no kit kernel sits on both sides of a comparison.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { adamwReference, adamwUpdate, CE_GRAD_KERNEL, CE_KERNEL, crossEntropy, fusedAttention, initEngine, loadNative, overrideKernel, restoreStockKernel, rmsNorm, rope, ropeReference, swiglu, tf } from '../../lib/engine/index.js';
+import { ADAMW_KERNEL, adamwReference, adamwUpdate, CE_GRAD_KERNEL, CE_KERNEL, crossEntropy, fusedAttention, initEngine, loadNative, overrideKernel, restoreStockKernel, rmsNorm, rope, ROPE_KERNEL, ropeReference, swiglu, tf } from '../../lib/engine/index.js';
 import { adamwWasmConfig, adamwWasmNativeConfig, crossEntropyConfigs, crossEntropyWasmNativeConfigs } from '../../lib/engine/fused.js';
 import { batchMatMulWasmConfig } from '../../lib/engine/kernels/wasmBatchMatMul.js';
 import { nativeMatMulCpuConfig, nativeMatMulWasmConfig } from '../../lib/engine/kernels/nativeMatMul.js';
@@ -368,6 +368,7 @@ describe.each(KIT_BACKENDS)('fused ops on the kit backend $name against the comp
   it.skipIf(!kit.available).each(ropeCases.map((c) => [`x [${c.B},${c.T},${c.H},${c.dh}], tables [${c.tableShape}]`, c] as const))('rope (its kernel, forward and backward) %s', async (_, c) => {
     const angles = randomArray(c.rand, sizeOf(c.tableShape), 4);
     const tables = [{ data: angles.map(Math.cos), shape: c.tableShape }, { data: angles.map(Math.sin), shape: c.tableShape }];
+    expect(tf.getKernel(ROPE_KERNEL, kit.tfBackend), 'rope would fall back to the composition').toBeDefined();
     await compareWithStock(kit, [{ data: randomArray(c.rand, c.B * c.T * c.H * c.dh), shape: [c.B, c.T, c.H, c.dh] }], tables,
       ([x], [cos, sin]) => ({ out: rope(x, cos, sin) }),
       ([x], [cos, sin]) => ({ out: ropeReference(x, cos, sin) }));
@@ -434,6 +435,7 @@ describe.each(KIT_BACKENDS)('fused ops on the kit backend $name against the comp
   it.skipIf(!kit.available).each(ceCases.map((c) => [`logits [${c.lead},${c.V}]`, c] as const))('crossEntropy %s', async (_, c) => {
     const n = sizeOf(c.lead);
     const targets = { data: Int32Array.from({ length: n }, () => randomInt(c.rand, 0, c.V - 1)), shape: c.lead, dtype: 'int32' as const };
+    expect([CE_KERNEL, CE_GRAD_KERNEL].map((k) => tf.getKernel(k, kit.tfBackend)), 'crossEntropy would fall back to plain ops').not.toContain(undefined);
     await compareWithStock(kit, [{ data: randomArray(c.rand, n * c.V, 6), shape: [...c.lead, c.V] }], [targets],
       ([l], [t]) => ({ out: crossEntropy(l, t) }),
       ([l], [t]) => ({ out: tf.sub(tf.logSumExp(l, -1), tf.sum(tf.mul(l, tf.oneHot(t, c.V)), -1)) }));
@@ -461,6 +463,7 @@ describe.each(KIT_BACKENDS)('fused ops on the kit backend $name against the comp
       const out = (fused ? adamwUpdate : adamwReference)(t[0], t[1], t[2], t[3], c.opts);
       return [out.p, out.m, out.v];
     };
+    expect(tf.getKernel(ADAMW_KERNEL, kit.tfBackend), 'adamwUpdate would fall back to the composition').toBeDefined();
     const want = await onStockCpu(run(false));
     kit.install();
     let got: Float32Array[];
