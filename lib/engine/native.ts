@@ -2,6 +2,7 @@
 // When it is missing or fails to load, everything runs on wasm and the engine report says why.
 import { existsSync } from 'node:fs';
 import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { packageRequire } from './probe.js';
 
 export interface NativeAddon {
@@ -32,11 +33,30 @@ export interface NativeLoad {
 
 const ADDON = path.join('build', 'Release', 'deepalign_native.node');
 
+/**
+ * The folder of this file, under CommonJS (tslab, __dirname) and under ESM (tsx, vitest), where
+ * neither __dirname exists nor import.meta may be used (tslab's TypeScript 5.0 rejects it in lib
+ * files): then our own stack frame names the file.
+ */
+function thisFileDir(): string | undefined {
+  if (typeof __dirname === 'string') return __dirname;
+  const frame = (new Error().stack ?? '').split('\n').find((line) => /[\\/]engine[\\/]native\.[cm]?[jt]s/.test(line));
+  const match = frame && /(file:\/\/\S+?|\/\S+?)\.[cm]?[jt]s:\d+:\d+/.exec(frame);
+  if (!match) return undefined;
+  const file = match[0].replace(/:\d+:\d+$/, '');
+  try {
+    return path.dirname(file.startsWith('file://') ? fileURLToPath(file) : file);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Where to look: env DEEPALIGN_NATIVE, the repo root above lib/engine, then upwards from the cwd. */
 function candidates(): string[] {
   const out: string[] = [];
   if (process.env.DEEPALIGN_NATIVE) out.push(path.resolve(process.env.DEEPALIGN_NATIVE));
-  if (typeof __dirname === 'string') out.push(path.resolve(__dirname, '..', '..', ADDON));
+  const here = thisFileDir();
+  if (here) out.push(path.resolve(here, '..', '..', ADDON));
   let dir = process.cwd();
   for (let i = 0; i < 6; i++) {
     out.push(path.join(dir, ADDON));

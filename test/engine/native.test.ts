@@ -92,3 +92,24 @@ describe.skipIf(native === null)('native sgemm', () => {
     expect(['avx+fma', 'avx', 'scalar']).toContain(info.simd);
   });
 });
+
+describe.skipIf(native === null)('finding the addon', () => {
+  it('from a script started outside the repository (ESM, no __dirname): located from lib/engine itself', async () => {
+    const { execFileSync } = await import('node:child_process');
+    const os = await import('node:os');
+    const path = await import('node:path');
+    const fs = await import('node:fs');
+    const repo = path.resolve(__dirname, '..', '..');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-native-'));
+    try {
+      const script = path.join(dir, 'probe.mts');
+      fs.writeFileSync(script, `import { loadNative } from ${JSON.stringify(path.join(repo, 'lib/engine/native.ts'))};\nconsole.log(JSON.stringify({ ok: loadNative().addon !== null }));\n`);
+      const env = { ...process.env };
+      delete env.DEEPALIGN_NATIVE;
+      const out = execFileSync(process.execPath, [path.join(repo, 'node_modules/tsx/dist/cli.mjs'), script], { cwd: dir, env, encoding: 'utf8' });
+      expect(JSON.parse(out.trim().split('\n').pop()!)).toEqual({ ok: true });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
