@@ -361,9 +361,30 @@ export function fromHF(json: Record<string, any>, file = 'config.json'): ModelCo
     default:
       throw new Error(`fromHF ${file}: unsupported model_type ${JSON.stringify(modelType)}; supported: ${SUPPORTED_MODEL_TYPES.join(', ')}`);
   }
-  validateConfig(cfg, `fromHF ${file}`);
+  try {
+    validateConfig(cfg, `fromHF ${file}`);
+  } catch (err) {
+    // validateConfig speaks the kit's field names; a reader of config.json needs the HF key too.
+    const message = (err as Error).message;
+    const keys = [...message.matchAll(/`([A-Za-z.]+)`/g)]
+      .map((m) => HF_KEY_OF[m[1].split('.').pop()!])
+      .filter((k): k is string => k !== undefined);
+    throw new Error(keys.length ? `${message} (config.json: ${[...new Set(keys)].join('; ')})` : message);
+  }
   return cfg;
 }
+
+/** The config.json key(s) behind each ModelConfig field, for error messages. */
+const HF_KEY_OF: Record<string, string> = {
+  vocabSize: 'vocab_size', dModel: 'hidden_size (gpt2: n_embd)', nLayers: 'num_hidden_layers (gpt2: n_layer)',
+  nHeads: 'num_attention_heads (gpt2: n_head)', nKvHeads: 'num_key_value_heads', dHead: 'head_dim',
+  dMlp: 'intermediate_size (gpt2: n_inner)', layerTypes: 'layer_types', slidingWindow: 'sliding_window',
+  normEps: 'rms_norm_eps (gpt2: layer_norm_epsilon)', maxPositions: 'max_position_embeddings (gpt2: n_positions)',
+  theta: 'rope_theta / rope_parameters.rope_theta (gemma3 local layers: rope_local_base_freq)',
+  factor: 'rope_scaling.factor / rope_parameters.factor', lowFreqFactor: 'rope_scaling.low_freq_factor',
+  highFreqFactor: 'rope_scaling.high_freq_factor', originalMaxPositions: 'rope_scaling.original_max_position_embeddings',
+  attnSoftcap: 'attn_logit_softcapping', finalSoftcap: 'final_logit_softcapping',
+};
 
 /** Check the invariants the model relies on; `where` prefixes the message. */
 export function validateConfig(cfg: ModelConfig, where = 'validateConfig'): ModelConfig {

@@ -162,6 +162,8 @@ describe('loadModel errors name the file, tensor and expected shape', () => {
   });
   it('invalid configs', () => {
     expect(() => fromHF({ ...tinyLlama, num_key_value_heads: 3 }, 'cfg.json')).toThrow('fromHF cfg.json: `nHeads` (4) must be a multiple of `nKvHeads` (3)');
+    // ... and names the config.json keys behind the kit's field names
+    expect(() => fromHF({ ...tinyLlama, num_key_value_heads: 3 }, 'cfg.json')).toThrow(/\(config\.json: num_attention_heads .*; num_key_value_heads\)$/);
     expect(() => fromHF({ ...tinyLlama, hidden_size: undefined }, 'cfg.json')).toThrow('fromHF cfg.json: missing required field "hidden_size" (model_type llama)');
     expect(() => fromHF({ ...tinyLlama, rope_scaling: { rope_type: 'yarn', factor: 4 } }, 'cfg.json')).toThrow('fromHF cfg.json: unsupported rope_type "yarn"');
   });
