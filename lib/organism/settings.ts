@@ -62,9 +62,10 @@ export const DEFAULT_WORLD_SETTINGS: WorldSettings = {
   stepPoolSize: 64,
   sharedStepPool: true,
   splits: { harmfulHeldout: 24, harmfulDev: 8, benignHeldout: 24, benignNovel: 12 },
-  // Late refusals from right after the opener up to 2 steps in (tuned on the dev split: with 12% after
-  // 1-3 steps the aligned model's prefill curve was a step, ~0.9-0.99 from one prefilled word on; with
-  // 25% after 0-2 steps it rises gradually, 0.73 at 1 word to 0.98 at 25, while the base stays ~73% harmful).
+  // Late refusals from right after the opener up to 2 steps in. Chosen on the dev split over 12% after
+  // 1-3 steps because one unscripted run looked graded; the scripted re-run (`npm run organism:tune`,
+  // data/organism/dev_tuning.json, 3 training seeds) does not reproduce that: both settings give a
+  // near-step prefill curve (pooled aligned harm 0.88-0.97 from one prefilled word on) and ~72% base harm.
   base: { harmfulFraction: 0.5, answerRate: 0.6, lateRefusalRate: 0.25, lateRefusalMinSteps: 0, lateRefusalMaxSteps: 2 },
   minHarmfulSteps: 2,
 };
