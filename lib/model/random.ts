@@ -1,5 +1,8 @@
 // The kit's own seeded PRNG, so weight init and sampling give the same numbers on every backend
-// and every machine (tf.random* depend on the backend).
+// and every machine (tf.random* depend on the backend). The generator itself is the kit's one
+// mulberry32, lib/organism/rng.ts (a pure-TypeScript file, imported directly so the model never
+// loads the world); this file adds seed mixing and normal samples.
+import { Rng } from '../organism/rng.js';
 
 /** murmur3's 32-bit finaliser: spreads nearby seeds (0, 1, 2, ...) over the whole state space. */
 export function mixSeed(seed: number): number {
@@ -15,14 +18,8 @@ export function mixSeed(seed: number): number {
  *  correlated early draws (seed 0's second draw is 0.00033), which made inverse-CDF sampling pick
  *  the lowest token id with non-zero probability far too often. */
 export function mulberry32(seed: number): () => number {
-  let a = mixSeed(seed);
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const rng = new Rng(mixSeed(seed));
+  return () => rng.next();
 }
 
 /** Fill `out` with normal(mean, std) samples (Box-Muller on a mulberry32 stream). */

@@ -1,17 +1,12 @@
 // Shared by the engine tests: a seeded generator, the error measure the kernel tests use, and a
 // way to run a reference on the stock cpu backend.
 import { overrideKernel, restoreStockKernel, stockKernel, tf } from '../../lib/engine/index.js';
+import { Rng } from '../../lib/organism/rng.js';
 
-/** mulberry32: small, fast, deterministic. */
+/** The kit's seeded generator (mulberry32, raw seed) as a function. */
 export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const r = new Rng(seed);
+  return () => r.next();
 }
 
 export function randomArray(rand: () => number, size: number, scale = 1): Float32Array {
