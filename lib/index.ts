@@ -7,3 +7,5 @@ export * from './organism/index.js';
 export * from './objectives/index.js';
 export * from './train/index.js';
 export * from './metrics/index.js';
+export * from './attacks/index.js';
+export * from './experiments/index.js';

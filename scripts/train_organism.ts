@@ -5,7 +5,8 @@
 import { formatEngineReport, initEngine } from '../lib/engine/index.js';
 import { progress } from '../lib/report/index.js';
 import { evalPrompts } from '../lib/organism/index.js';
-import { evaluateSafety, FULL_SAMPLING, GREEDY, QI_DECODING } from '../lib/metrics/index.js';
+import { FULL_SAMPLING, GREEDY, QI_DECODING } from '../lib/metrics/index.js';
+import { evaluateSafety } from '../lib/experiments/index.js';
 import { ALIGN_TRAINING, BASE_TRAINING, prepareOrganism } from '../lib/train/index.js';
 import * as os from 'node:os';
 import * as path from 'node:path';

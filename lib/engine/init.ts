@@ -5,6 +5,7 @@
 // UnsortedSegmentSum fix). Idempotent: later calls return the first report unless they force a
 // different backend.
 import * as os from 'node:os';
+import { inspect } from 'node:util';
 import { tf } from './tf.js';
 import { overrideKernel } from './kernels/stock.js';
 import { unsortedSegmentSumCpuConfig, unsortedSegmentSumWasmConfig } from './kernels/unsortedSegmentSum.js';
@@ -92,6 +93,7 @@ function parseForced(options: EngineOptions): { backend: BackendName | undefined
 export function initEngine(options: EngineOptions = {}): Promise<EngineReport> {
   const { backend: forced, forcedBy } = parseForced(options);
   nativeThreads(options); // validates `threads` before anything starts
+  installUncaughtErrorHandler();
   if (active !== null && (forced === undefined || forced === active.forced)) return active.report;
   const report = selectBackend(options, forced, forcedBy);
   active = { forced, report };
@@ -173,9 +175,11 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
   },
 
   async wasm(options) {
-    await import('@tensorflow/tfjs-backend-wasm');
     const threads = Math.max(1, Math.floor(options.threads ?? 1));
-    await setBackendWithin('wasm', 30_000);
+    await withoutEmscriptenProcessHandlers(async () => {
+      await import('@tensorflow/tfjs-backend-wasm');
+      await setBackendWithin('wasm', 30_000);
+    });
     overrideKernel(unsortedSegmentSumWasmConfig);
     overrideKernel(batchMatMulWasmConfig);
     overrideKernel(adamwWasmConfig); // (the native starter then swaps in the addon's)
@@ -214,6 +218,60 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     };
   },
 };
+
+const PROCESS_ERROR_EVENTS = ['uncaughtException', 'unhandledRejection'];
+
+/**
+ * Runs `start` (the wasm backend's initialisation) and removes the process listeners it added.
+ * tfjs-backend-wasm's emscripten module registers `uncaughtException` and `unhandledRejection`
+ * listeners that rethrow: any later uncaught error of the script then dies inside the listener,
+ * so Node prints that listener's source line (~38 KB of minified emscripten code, through the
+ * source map) before the error and exits with 7 instead of 1. They guard nothing tfjs relies on
+ * (they exist for emscripten's exit(), which tfjs never calls); without them Node's own handling,
+ * or the handler below, applies. Only listeners added while `start` ran are removed, by identity.
+ */
+async function withoutEmscriptenProcessHandlers(start: () => Promise<void>): Promise<void> {
+  // As a plain EventEmitter: process's typed overloads do not take a union of event names.
+  const emitter: NodeJS.EventEmitter = process;
+  const before = new Map(PROCESS_ERROR_EVENTS.map((event) => [event, new Set(emitter.listeners(event))]));
+  try {
+    await start();
+  } finally {
+    for (const event of PROCESS_ERROR_EVENTS) {
+      for (const listener of emitter.listeners(event)) {
+        if (!before.get(event)!.has(listener)) emitter.removeListener(event, listener as (...args: unknown[]) => void);
+      }
+    }
+  }
+}
+
+// One handler per process, even when tslab recompiles this file during a notebook session.
+const UNCAUGHT_HANDLER = Symbol.for('deepalign.engine.uncaughtErrorHandler');
+
+/** How the kit prints an error nobody handled: the stack first (util.inspect adds `cause` and
+ * extra properties such as `code`), as Node's own handler would after its source excerpt. */
+function formatUncaughtError(error: unknown): string {
+  if (error instanceof Error) return inspect(error);
+  return `Uncaught ${inspect(error)} (thrown value is not an Error, so there is no stack)`;
+}
+
+/**
+ * An uncaught error (or an unhandled rejection, which Node raises as one) that no other listener
+ * takes prints its stack first and exits with code 1. When any other `uncaughtException`
+ * listener is present (the notebook runner's, the tslab Jupyter kernel's, the user's own), it
+ * does nothing, so their handling is unchanged.
+ */
+function installUncaughtErrorHandler(): void {
+  const g = globalThis as Record<symbol, unknown>;
+  if (g[UNCAUGHT_HANDLER]) return;
+  const handler = (error: unknown) => {
+    if (process.listeners('uncaughtException').some((l) => l !== handler)) return;
+    process.stderr.write(`${formatUncaughtError(error)}\n`);
+    process.exit(1);
+  };
+  g[UNCAUGHT_HANDLER] = handler;
+  process.on('uncaughtException', handler);
+}
 
 function nativeThreads(options: EngineOptions): number {
   const fromEnv = process.env.DEEPALIGN_THREADS ? Number(process.env.DEEPALIGN_THREADS) : undefined;

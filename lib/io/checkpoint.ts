@@ -3,21 +3,18 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { fromHF, type ModelConfig } from './hfConfig.js';
+import { readJsonFile } from './json.js';
 import { readSafetensorsHeader, readTensor, type LoadedTensor, type SafetensorsHeader, type TensorInfo } from './safetensors.js';
 
-export function readJson(file: string): Record<string, any> {
-  if (!fs.existsSync(file)) throw new Error(`${file}: file not found`);
-  try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new Error(`${file}: not valid JSON (${(e as Error).message})`);
-  }
+/** A JSON object file; errors name the file and say what it should hold (`what`). */
+export function readJson(file: string, what = 'a JSON object'): Record<string, any> {
+  return readJsonFile(file, what);
 }
 
 /** Read and normalise `dir/config.json`. */
 export function readModelConfig(dir: string): ModelConfig {
   const file = path.join(dir, 'config.json');
-  return fromHF(readJson(file), file);
+  return fromHF(readJson(file, 'a Hugging Face model config'), file);
 }
 
 /** Where each tensor of a checkpoint folder lives; headers are parsed, data is not read. */
@@ -34,9 +31,14 @@ export function indexCheckpoint(dir: string): CheckpointIndex {
   let files: string[];
   let weightMap: Record<string, string> | undefined;
   if (fs.existsSync(indexFile)) {
-    const index = readJson(indexFile);
+    const index = readJson(indexFile, 'a sharded safetensors index ({"weight_map": {tensor name: shard file}})');
     weightMap = index.weight_map;
-    if (!weightMap || typeof weightMap !== 'object') throw new Error(`${indexFile}: missing "weight_map" object`);
+    if (!weightMap || typeof weightMap !== 'object' || Array.isArray(weightMap)) throw new Error(`${indexFile}: missing "weight_map" object (tensor name -> shard file)`);
+    for (const [name, shard] of Object.entries(weightMap)) {
+      if (typeof shard !== 'string' || shard === '') {
+        throw new Error(`${indexFile}: weight_map entry "${name}" must be a shard file name, but is ${JSON.stringify(shard)}`);
+      }
+    }
     files = [...new Set(Object.values(weightMap))].map((f) => path.join(dir, f));
   } else if (fs.existsSync(single)) {
     files = [single];

@@ -15,6 +15,7 @@ import { tf } from '../engine/tf.js';
 import { fusedAttention, rmsNorm as fusedRmsNorm, swiglu } from '../engine/index.js';
 import type { LayerType, ModelConfig, RopeConfig } from '../io/hfConfig.js';
 import { act, BLOCK_HOOK_SUFFIXES, HookSet, type HookFilter, type HookFn, type HookName } from './hooks.js';
+import { checkForwardPadding, checkPositionIds, checkTokenIds, positionLimitName } from './inputs.js';
 
 type Tensor = tf.Tensor;
 
@@ -420,7 +421,8 @@ export function disposeCache(cache: KVCache | undefined): void {
 export type IdsInput = number[][] | tf.Tensor2D;
 
 export interface ForwardOptions {
-  /** [B, Tpast + T], 1 = attend, 0 = padding. Default: all ones. */
+  /** [B, Tpast + T], 1 = attend, 0 = padding. Default: all ones (never inferred; without it a row
+   *  that starts with the config's pad id - left padding - is an error, right padding is allowed). */
   attentionMask?: number[][] | tf.Tensor2D;
   /** [B, T] positions. Default: past + 0..T-1 (transformers' default without position_ids). */
   positionIds?: number[][] | tf.Tensor2D;
@@ -485,12 +487,10 @@ export class ActivationCache {
   }
 }
 
-function toIntTensor(x: number[][] | tf.Tensor2D, what: string): tf.Tensor2D {
+/** ids or positions, already checked (lib/model/inputs.ts), as an int32 tensor. */
+function toIntTensor(x: number[][] | tf.Tensor2D): tf.Tensor2D {
   if (x instanceof tf.Tensor) return x.dtype === 'int32' ? x : (x.toInt() as tf.Tensor2D);
-  if (!Array.isArray(x) || !Array.isArray(x[0])) throw new Error(`forward: \`${what}\` must be number[][] or a 2-D tensor`);
-  const T = x[0].length;
-  for (const row of x) if (row.length !== T) throw new Error(`forward: \`${what}\` rows must have equal lengths, got ${row.length} and ${T}`);
-  return tf.tensor2d(x, [x.length, T], 'int32');
+  return tf.tensor2d(x, [x.length, x[0].length], 'int32');
 }
 
 export class Decoder {
@@ -538,7 +538,8 @@ export class Decoder {
 
   /** Token embeddings [B, T, D], unscaled (what `inputsEmbeds` expects). */
   embed(ids: IdsInput): tf.Tensor3D {
-    return tf.tidy(() => tf.gather(this.embeddingMatrix(), toIntTensor(ids, 'inputIds')) as tf.Tensor3D);
+    checkTokenIds(ids, this.config.vocabSize, 'embed', 'ids');
+    return tf.tidy(() => tf.gather(this.embeddingMatrix(), toIntTensor(ids)) as tf.Tensor3D);
   }
 
   dispose(): void {
@@ -550,8 +551,42 @@ export class Decoder {
    * inside tf.tidy / tf.variableGrads. Intermediates are freed; returned tensors belong to the caller.
    */
   forward(inputIds: IdsInput | null, opts: ForwardOptions = {}): ForwardOutput {
+    return this.run(inputIds, opts, 'forward');
+  }
+
+  /** forward for every public entry point: inputs checked first, errors named after `caller`. */
+  private run(inputIds: IdsInput | null, opts: ForwardOptions, caller: string): ForwardOutput {
+    this.checkInputs(inputIds, opts, caller);
     // tidy keeps every tensor reachable from the returned object and frees the rest
-    return tf.tidy(() => this.forwardUntidied(inputIds, opts) as unknown as tf.TensorContainer) as unknown as ForwardOutput;
+    return tf.tidy(() => this.forwardUntidied(inputIds, opts, caller) as unknown as tf.TensorContainer) as unknown as ForwardOutput;
+  }
+
+  /**
+   * The input checks of lib/model/inputs.ts: token ids are integers in [0, vocabSize) (tensors
+   * too, on backends whose data is in host memory); with learned absolute positions (gpt2) every
+   * position is below n_positions; without an attention mask a left-padded row (starting with
+   * the config's pad id, when that is not an eos id) is an error. Right padding is allowed: causal
+   * attention leaves the real positions' logits unchanged.
+   */
+  private checkInputs(inputIds: IdsInput | null, opts: ForwardOptions, caller: string): void {
+    const cfg = this.config;
+    const grid = inputIds ? checkTokenIds(inputIds, cfg.vocabSize, caller, 'inputIds') : undefined;
+    const learned = cfg.positional === 'learned';
+    const why = ` (this ${cfg.modelType} model's ${positionLimitName(cfg)}: learned absolute position embeddings)`;
+    if (opts.positionIds) checkPositionIds(opts.positionIds, learned ? cfg.maxPositions : undefined, caller, why);
+    else if (learned) {
+      const T = inputIds ? (inputIds instanceof tf.Tensor ? inputIds.shape[1]! : (inputIds[0]?.length ?? 0)) : (opts.inputsEmbeds?.shape[1] ?? 0);
+      const past = opts.cache?.length ?? 0;
+      if (past + T > cfg.maxPositions) {
+        throw new Error(
+          `${caller}: ${past ? `${past} cached + ` : ''}${T} positions exceed this ${cfg.modelType} model's ${positionLimitName(cfg)} ${cfg.maxPositions} ` +
+            `(learned absolute position embeddings: there is none for position ${cfg.maxPositions} or later)`,
+        );
+      }
+    }
+    const pad = cfg.padTokenId ?? this.generationConfig.pad_token_id;
+    const eos = ([] as unknown[]).concat(cfg.eosTokenId ?? [], this.generationConfig.eos_token_id ?? []);
+    if (grid && !opts.attentionMask && !opts.cache && typeof pad === 'number' && !eos.includes(pad)) checkForwardPadding(grid, pad, caller);
   }
 
   /** Every hook point this model fires, in forward order (see hooks.ts for shapes). */
@@ -595,7 +630,7 @@ export class Decoder {
     const { names: given, ...rest } = opts;
     const names = Array.isArray(given) ? given.map((n) => this.resolveHookName(n, 'runWithCache')) : given;
     const filter = names === undefined ? () => true : typeof names === 'function' ? names : (n: HookName) => names.includes(n);
-    const out = this.forward(inputIds, { ...rest, cacheNames: filter });
+    const out = this.run(inputIds, { ...rest, cacheNames: filter }, 'runWithCache');
     const cache = new ActivationCache(out.activations ?? {}, this.config.nLayers);
     delete out.activations;
     return { out, cache };
@@ -609,10 +644,10 @@ export class Decoder {
   runWithHooks(inputIds: IdsInput | null, opts: Omit<ForwardOptions, 'hooks'> & { fwd: [HookFilter | string, HookFn][] }): ForwardOutput {
     const fwd = opts.fwd.map(([filter, fn]): [HookFilter, HookFn] => [typeof filter === 'string' ? this.resolveHookName(filter, 'runWithHooks') : filter, fn]);
     const { fwd: _given, ...rest } = opts;
-    return this.forward(inputIds, { ...rest, hooks: new HookSet(fwd) });
+    return this.run(inputIds, { ...rest, hooks: new HookSet(fwd) }, 'runWithHooks');
   }
 
-  private forwardUntidied(inputIds: IdsInput | null, opts: ForwardOptions): ForwardOutput {
+  private forwardUntidied(inputIds: IdsInput | null, opts: ForwardOptions, caller: string): ForwardOutput {
     const cfg = this.config;
     const fused = (opts.kernels ?? this.kernels) === 'fused';
     const hooks = opts.hooks ?? new HookSet();
@@ -628,20 +663,20 @@ export class Decoder {
     // embeddings ------------------------------------------------------------------------------
     let tokEmb: Tensor;
     if (opts.inputsEmbeds) {
-      if (inputIds) throw new Error('forward: give either inputIds or `inputsEmbeds`, not both');
+      if (inputIds) throw new Error(`${caller}: give either inputIds or \`inputsEmbeds\`, not both`);
       tokEmb = opts.inputsEmbeds;
       if (tokEmb.rank !== 3 || tokEmb.shape[2] !== cfg.dModel) {
-        throw new Error(`forward: \`inputsEmbeds\` must be [B, T, ${cfg.dModel}], got [${tokEmb.shape}]`);
+        throw new Error(`${caller}: \`inputsEmbeds\` must be [B, T, ${cfg.dModel}], got [${tokEmb.shape}]`);
       }
     } else {
-      if (!inputIds) throw new Error('forward: inputIds are required (or pass `inputsEmbeds`)');
-      const ids = toIntTensor(inputIds, 'inputIds');
+      if (!inputIds) throw new Error(`${caller}: inputIds are required (or pass \`inputsEmbeds\`)`);
+      const ids = toIntTensor(inputIds);
       tokEmb = tf.gather(this.embeddingMatrix(), ids); // [B, T, D]
     }
     const [B, T] = tokEmb.shape as number[];
     const past = opts.cache?.length ?? 0;
     const Tk = past + T;
-    if (opts.cache && opts.cache.keys.length !== cfg.nLayers) throw new Error(`forward: cache has ${opts.cache.keys.length} layers, model has ${cfg.nLayers}`);
+    if (opts.cache && opts.cache.keys.length !== cfg.nLayers) throw new Error(`${caller}: cache has ${opts.cache.keys.length} layers, model has ${cfg.nLayers}`);
 
     // Gemma multiplies by sqrt(d) rounded to the activation dtype (a float32 constant here).
     if (cfg.embedScale !== undefined) tokEmb = tf.mul(tokEmb, Math.fround(cfg.embedScale));
@@ -649,8 +684,8 @@ export class Decoder {
 
     let positions: tf.Tensor2D;
     if (opts.positionIds) {
-      positions = toIntTensor(opts.positionIds, 'positionIds');
-      if (positions.shape[0] !== B || positions.shape[1] !== T) throw new Error(`forward: \`positionIds\` must be [${B}, ${T}], got [${positions.shape}]`);
+      positions = toIntTensor(opts.positionIds);
+      if (positions.shape[0] !== B || positions.shape[1] !== T) throw new Error(`${caller}: \`positionIds\` must be [${B}, ${T}], got [${positions.shape}]`);
     } else {
       positions = tf.tile(tf.range(past, past + T, 1, 'int32').reshape([1, T]), [B, 1]) as tf.Tensor2D;
     }
@@ -666,7 +701,7 @@ export class Decoder {
     if (opts.attentionMask) {
       const m = opts.attentionMask instanceof tf.Tensor ? (opts.attentionMask.arraySync() as number[][]) : opts.attentionMask;
       if (m.length !== B || m.some((row) => row.length !== Tk)) {
-        throw new Error(`forward: \`attentionMask\` must be [${B}, ${Tk}] (past + new positions), got [${m.length}, ${m[0]?.length}]`);
+        throw new Error(`${caller}: \`attentionMask\` must be [${B}, ${Tk}] (past + new positions), got [${m.length}, ${m[0]?.length}]`);
       }
       if (m.some((row) => row.some((x) => x === 0))) padding = m;
     }
@@ -687,7 +722,7 @@ export class Decoder {
     const scale = (cfg.queryPreAttnScalar ?? dh) ** -0.5;
     const implName = opts.attnImplementation ?? this.attnImplementation;
     const attend = ATTENTION_IMPLEMENTATIONS.get(implName);
-    if (!attend) throw new Error(`forward: unknown attention implementation "${implName}"; registered: ${[...ATTENTION_IMPLEMENTATIONS.keys()].join(', ')}`);
+    if (!attend) throw new Error(`${caller}: unknown attention implementation "${implName}"; registered: ${[...ATTENTION_IMPLEMENTATIONS.keys()].join(', ')}`);
     const hooked = !hooks.empty || opts.cacheNames !== undefined;
     // lib/engine's fused attention returns probabilities without a gradient and has no hook
     // points, so it only stands in for eager when neither attentions nor hooks are asked for
@@ -744,7 +779,7 @@ export class Decoder {
         needProbs: !!opts.outputAttentions || hooked,
       });
       if (opts.outputAttentions) {
-        if (!probs) throw new Error(`forward: attention implementation "${implName}" returned no probabilities but outputAttentions is set`);
+        if (!probs) throw new Error(`${caller}: attention implementation "${implName}" returned no probabilities but outputAttentions is set`);
         attentions.push(probs);
       }
       const z = hook(`blocks.${i}.attn.hook_z`, output.transpose([0, 2, 1, 3]), i); // [B, T, H, dh]

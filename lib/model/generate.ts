@@ -3,7 +3,9 @@
 // finished rows continue with the pad token, the mask grows by one column of ones per step.
 import { tf } from '../engine/tf.js';
 import { disposeCache, type Decoder, type ForwardOutput, type KVCache } from './decoder.js';
+import { checkContext, checkIdList, checkPromptPadding, checkTokenIds, showValue, type ContextPolicy } from './inputs.js';
 import { mulberry32 } from './random.js';
+import { checkSeed } from '../util/rng.js';
 import { argmax, buildProcessors, logSoftmax, rankOf, sampleFromLogits, topKIndices, type SamplingOptions } from './sampling.js';
 
 export interface Candidate {
@@ -37,15 +39,24 @@ export interface StepRecord {
 }
 
 export interface GenerateOptions extends SamplingOptions {
-  /** number of free new tokens after the forced prefix (default 20) */
+  /** number of free new tokens after the forced prefix (default: generation_config.json's
+   *  max_new_tokens, else its max_length minus the longest row's prompt + prefill, else 20) */
   maxNewTokens?: number;
+  /** what to do when prompt + prefill + maxNewTokens (longest row) passes a RoPE model's
+   *  max_position_embeddings or generation_config.json's max_length: 'warn' once per model
+   *  (default), 'error', or 'allow'. Past a learned-position model's n_positions (gpt2) it is
+   *  always an error: there are no embeddings for those positions. */
+  contextPolicy?: ContextPolicy;
   /** sample from the processed distribution; false = greedy (default: generation_config.json's
    *  do_sample, else false; temperature/topK/topP/minP default to its values likewise) */
   doSample?: boolean;
-  /** PRNG seed for sampling (default 0): same seed, same tokens */
+  /** PRNG seed for sampling (default 0), an integer: same seed, same tokens */
   seed?: number;
-  /** [B, T], 1 = token, 0 = (left) padding. Default: 0 where the prompt holds the pad id (when
-   *  the pad id is known and is not an eos id), else all ones, as transformers infers it. */
+  /** [B, T], 1 = token, 0 = (left) padding. Default, when the pad id is known (padTokenId,
+   *  generation_config or config.json): 0 for the pad ids a row starts with (left padding, as
+   *  transformers infers it) if the pad id is not an eos id, else all ones; a pad id after a row's
+   *  first token (right padding) or an ambiguous pad = eos layout is an error asking for a mask.
+   *  Without a known pad id: all ones. */
   attentionMask?: number[][] | tf.Tensor2D;
   /** stop a row at any of these ids (default: generation_config.json's eos, else config.json's;
    *  null = never stop on eos) */
@@ -79,10 +90,21 @@ export interface GenerateOutput {
 }
 
 function toRows(x: number[][] | tf.Tensor2D, what: string): number[][] {
+  if (x instanceof tf.Tensor && x.rank !== 2) throw new Error(`generate: \`${what}\` must be a 2-D [B, T] tensor, got shape [${x.shape}]`);
+  if (!(x instanceof tf.Tensor) && !(Array.isArray(x) && x.every((r) => Array.isArray(r)))) {
+    throw new Error(`generate: \`${what}\` must be a non-empty [B, T] array (number[][]) or a 2-D tensor, got ${showValue(x)}`);
+  }
   const rows = x instanceof tf.Tensor ? (x.arraySync() as number[][]) : x.map((r) => [...r]);
   if (!rows.length || !rows[0].length) throw new Error(`generate: \`${what}\` must be a non-empty [B, T] array`);
   for (const r of rows) if (r.length !== rows[0].length) throw new Error(`generate: \`${what}\` rows must have equal lengths (left-pad them), got ${r.length} and ${rows[0].length}`);
   return rows;
+}
+
+/** An id option (padTokenId, eos ids): an integer, and a token id when it is fed to the model. */
+function checkIdOption(v: unknown, name: string, vocabSize?: number): number {
+  const ok = typeof v === 'number' && Number.isInteger(v) && v >= 0 && (vocabSize === undefined || v < vocabSize);
+  if (!ok) throw new Error(`generate: \`${name}\` is ${showValue(v)}; it must be an integer${vocabSize === undefined ? ' >= 0' : ` token id in [0, ${vocabSize})`}`);
+  return v as number;
 }
 
 /** transformers' position ids for a (left-padded) mask: cumsum(mask) - 1, pads set to 1. */
@@ -100,33 +122,76 @@ function candidatesOf(logprobs: Float64Array, k: number): Candidate[] {
   return topKIndices(logprobs, k).map((id, i) => ({ id, logprob: logprobs[id], rank: i + 1 }));
 }
 
+/** transformers' length defaults from generation_config.json: max_new_tokens, else max_length
+ *  (a total length) minus the longest row's prompt + prefill, else 20 new tokens. */
+function defaultMaxNewTokens(gen: Record<string, any>, longest: number): number {
+  if (gen.max_new_tokens !== undefined && gen.max_new_tokens !== null) {
+    if (!(Number.isInteger(gen.max_new_tokens) && gen.max_new_tokens >= 0)) throw new Error(`generate: generation_config.json's max_new_tokens must be an integer >= 0, got ${showValue(gen.max_new_tokens)}`);
+    return gen.max_new_tokens;
+  }
+  if (gen.max_length !== undefined && gen.max_length !== null) {
+    if (!(Number.isInteger(gen.max_length) && gen.max_length > 0)) throw new Error(`generate: generation_config.json's max_length must be a positive integer, got ${showValue(gen.max_length)}`);
+    if (longest > gen.max_length) {
+      throw new Error(
+        `generate: the longest row's prompt + prefill (${longest} tokens) already exceeds generation_config.json's max_length ${gen.max_length}; ` +
+          'shorten it, or pass maxNewTokens to generate anyway',
+      );
+    }
+    return gen.max_length - longest;
+  }
+  return 20;
+}
+
 export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2D, opts: GenerateOptions = {}): Promise<GenerateOutput> {
   const cfg = model.config;
-  const maxNewTokens = opts.maxNewTokens ?? 20;
-  if (!(Number.isInteger(maxNewTokens) && maxNewTokens >= 0)) throw new Error(`generate: \`maxNewTokens\` must be an integer >= 0, got ${maxNewTokens}`);
+  const V = cfg.vocabSize;
+  if (opts.maxNewTokens !== undefined && !(Number.isInteger(opts.maxNewTokens) && opts.maxNewTokens >= 0)) {
+    throw new Error(`generate: \`maxNewTokens\` must be an integer >= 0, got ${showValue(opts.maxNewTokens)}`);
+  }
   if (opts.returnTopK !== undefined && !(Number.isInteger(opts.returnTopK) && opts.returnTopK > 0)) {
     throw new Error(`generate: \`returnTopK\` must be a positive integer, got ${opts.returnTopK}`);
   }
   if (opts.stopStrings?.length && !opts.tokenizer) throw new Error('generate: `stopStrings` needs `tokenizer` to decode the new tokens');
+  // Every sampling draw comes from this seed: NaN, 0.5 or "abc" must not quietly act as seed 0.
+  const seed = checkSeed(opts.seed ?? 0, 'seed');
   const prompt = toRows(inputIds, 'inputIds');
+  checkTokenIds(prompt, V, 'generate', 'inputIds');
   const B = prompt.length;
   // Defaults as transformers: generation_config.json, then config.json.
   const gen = model.generationConfig;
   const eosIds = new Set<number>(
-    opts.eosTokenId === null ? [] : ([] as number[]).concat(opts.eosTokenId ?? gen.eos_token_id ?? cfg.eosTokenId ?? []),
+    opts.eosTokenId === null
+      ? []
+      : ([] as unknown[]).concat(opts.eosTokenId ?? gen.eos_token_id ?? cfg.eosTokenId ?? []).map((id) => checkIdOption(id, 'eosTokenId')),
   );
-  const padKnown: number | undefined = opts.padTokenId ?? gen.pad_token_id ?? cfg.padTokenId;
-  const padId = padKnown ?? [...eosIds][0] ?? 0;
-  // Without a mask, transformers infers one when the pad id occurs in the prompt and differs
-  // from eos (_prepare_attention_mask_for_generation); otherwise every token is attended.
-  const inferMask = padKnown !== undefined && !eosIds.has(padKnown) && prompt.some((r) => r.includes(padKnown));
+  const padKnown: number | undefined =
+    opts.padTokenId !== undefined ? checkIdOption(opts.padTokenId, 'padTokenId', V) : (gen.pad_token_id ?? cfg.padTokenId ?? undefined);
+  if (padKnown !== undefined) checkIdOption(padKnown, 'padTokenId (the pad_token_id of generation_config.json / config.json)', V);
+  const padId = padKnown ?? [...eosIds].find((id) => id < V) ?? 0;
+  // Without a mask: leading pad ids are left padding and get mask 0 (transformers'
+  // _prepare_attention_mask_for_generation, when the pad id is not an eos id); right padding and
+  // pad = eos layouts that cannot be told from real tokens are errors (lib/model/inputs.ts).
+  const promptGrid = { B, T: prompt[0].length, at: (b: number, t: number) => prompt[b][t] };
+  const inferMask = !opts.attentionMask && padKnown !== undefined && checkPromptPadding(promptGrid, padKnown, eosIds.has(padKnown), 'generate');
   const mask = opts.attentionMask
     ? toRows(opts.attentionMask, 'attentionMask')
-    : prompt.map((r) => r.map((t) => (inferMask && t === padKnown ? 0 : 1)));
+    : prompt.map((r) => {
+        let leading = inferMask;
+        return r.map((t) => (leading && t === padKnown ? 0 : ((leading = false), 1)));
+      });
   if (mask.length !== B || mask[0].length !== prompt[0].length) throw new Error(`generate: \`attentionMask\` must be [${B}, ${prompt[0].length}] like inputIds, got [${mask.length}, ${mask[0].length}]`);
-  const forced: number[][] = !opts.prefill ? prompt.map(() => []) : Array.isArray(opts.prefill[0]) ? (opts.prefill as number[][]) : prompt.map(() => opts.prefill as number[]);
+  const prefill: unknown = opts.prefill;
+  if (prefill !== undefined && !Array.isArray(prefill)) throw new Error(`generate: \`prefill\` must be a list of token ids or one list per row, got ${showValue(prefill)}`);
+  const perRow = Array.isArray(prefill) && prefill.length > 0 && Array.isArray(prefill[0]);
+  const shared = prefill && !perRow ? checkIdList(prefill, V, 'generate', 'prefill') : [];
+  const forced: number[][] = perRow ? (prefill as unknown[]).map((f, b) => checkIdList(f, V, 'generate', `prefill[${b}]`)) : prompt.map(() => shared);
   if (forced.length !== B) throw new Error(`generate: \`prefill\` must be one id list or ${B} lists (one per row), got ${forced.length} lists`);
   const F = Math.max(...forced.map((f) => f.length));
+  // The longest row in positions (padding excluded): what the context limits apply to.
+  const used = mask.map((m, b) => m.filter((x) => x !== 0).length + forced[b].length);
+  const longest = used.indexOf(Math.max(...used));
+  const maxNewTokens = opts.maxNewTokens ?? defaultMaxNewTokens(gen, used[longest]);
+  checkContext(model, { prompt: used[longest] - forced[longest].length, prefill: forced[longest].length, maxNewTokens }, opts.contextPolicy ?? 'warn');
   const record = opts.returnTopK !== undefined || opts.chooser !== undefined;
   const k = opts.returnTopK ?? 10;
   // Sampling settings the caller leaves out come from generation_config.json, as in transformers
@@ -137,7 +202,7 @@ export async function generate(model: Decoder, inputIds: number[][] | tf.Tensor2
     temperature: opts.temperature ?? gen.temperature, topK: opts.topK ?? gen.top_k, topP: opts.topP ?? gen.top_p, minP: opts.minP ?? gen.min_p,
   };
   const processors = doSample ? buildProcessors(sampling) : [];
-  const rand = mulberry32(opts.seed ?? 0);
+  const rand = mulberry32(seed);
   const useCache = opts.useCache ?? true;
 
   // Rows with shorter forced prefixes get extra left padding, so that prompt + prefix ends at the

@@ -6,7 +6,8 @@ import { tf } from '../engine/tf.js';
 import { fromHF, toHF, validateConfig, type ModelConfig } from '../io/hfConfig.js';
 import { indexCheckpoint, readCheckpointTensor, readJson } from '../io/checkpoint.js';
 import { writeSafetensors, type SafetensorsDtype, type TensorToWrite } from '../io/safetensors.js';
-import { copyFileAtomic, writeFileAtomic } from '../io/atomic.js';
+import { recoverFolder, writeFolderAtomic } from '../io/atomicFolder.js';
+import { checkSeed } from '../util/rng.js';
 import { Decoder, parameterSpecs } from './decoder.js';
 import { fillNormal, mulberry32 } from './random.js';
 
@@ -34,8 +35,10 @@ function variableName(hfName: string): string {
  * peak memory is the model plus one tensor.
  */
 export async function loadModel(dir: string): Promise<Decoder> {
+  // Finish or undo a saveModel of this folder that a crash interrupted (lib/io/atomicFolder.ts).
+  recoverFolder(dir);
   const configFile = path.join(dir, 'config.json');
-  const json = readJson(configFile);
+  const json = readJson(configFile, 'a Hugging Face model config (config.json)');
   const cfg = fromHF(json, configFile);
   const index = indexCheckpoint(dir);
   const specs = parameterSpecs(cfg);
@@ -71,10 +74,15 @@ export async function loadModel(dir: string): Promise<Decoder> {
     throw new Error(`loadModel ${where(unexpected[0])}: unexpected tensors for ${cfg.modelType}: ${unexpected.slice(0, 5).join(', ')}${unexpected.length > 5 ? ', …' : ''}`);
   }
   const vars = new Map<string, tf.Variable>();
+  const nonFinite: string[] = [];
   currentModelId = ++modelCounter;
   try {
     for (const spec of specs) {
       const t = readCheckpointTensor(index, fileName(spec.name));
+      let bad = 0;
+      // x - x is 0 for finite x and NaN for NaN and ±Infinity
+      for (let i = 0; i < t.data.length; i++) if (t.data[i] - t.data[i] !== 0) bad++;
+      if (bad > 0) nonFinite.push(`"${fileName(spec.name)}" (${bad} of ${t.data.length})`);
       const value = tf.tensor(t.data, t.shape, 'float32');
       vars.set(spec.name, tf.variable(value, true, variableName(spec.name)));
       value.dispose();
@@ -83,9 +91,13 @@ export async function loadModel(dir: string): Promise<Decoder> {
     for (const v of vars.values()) v.dispose();
     throw e;
   }
+  if (nonFinite.length) {
+    console.warn(`loadModel ${dir}: ${nonFinite.length} weight tensor${nonFinite.length > 1 ? 's hold' : ' holds'} NaN or ±Infinity: `
+      + `${nonFinite.slice(0, 5).join(', ')}${nonFinite.length > 5 ? ', …' : ''}; the model's outputs will not be finite`);
+  }
   const model = new Decoder(cfg, vars);
   const genFile = path.join(dir, 'generation_config.json');
-  if (fs.existsSync(genFile)) model.generationConfig = readJson(genFile);
+  if (fs.existsSync(genFile)) model.generationConfig = readJson(genFile, 'a generation config (generation_config.json)');
   return model;
 }
 
@@ -103,8 +115,10 @@ export interface CreateModelOptions {
  */
 export function createModel(config: ModelConfig | Record<string, any>, opts: CreateModelOptions = {}): Decoder {
   const cfg: ModelConfig = 'modelType' in config ? validateConfig(config as ModelConfig, 'createModel') : fromHF(config, 'createModel(config)');
+  const seed = opts.seed === undefined ? 0 : checkSeed(opts.seed, 'createModel: seed');
   const std = opts.initStd ?? cfg.initializerRange;
-  const rand = mulberry32(opts.seed ?? 0);
+  if (!(typeof std === 'number' && std >= 0 && Number.isFinite(std))) throw new Error(`createModel: \`initStd\` (default: the config's initializerRange) must be a finite number >= 0, but is ${std}`);
+  const rand = mulberry32(seed);
   const vars = new Map<string, tf.Variable>();
   currentModelId = ++modelCounter;
   for (const spec of parameterSpecs(cfg)) {
@@ -144,47 +158,124 @@ export interface SaveModelOptions {
   tokenizer?: string | { dir?: string };
   /** extra fields merged into generation_config.json */
   generationConfig?: Record<string, unknown>;
+  /** more files to write into the folder with the model, by file name (e.g. a manifest) */
+  files?: Record<string, string | Uint8Array>;
+  /** write weights that are NaN or ±Infinity (default false: refuse, naming the tensors) */
+  allowNonFinite?: boolean;
 }
 
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'tokenizer.model', 'chat_template.jinja', 'vocab.json', 'merges.txt'];
+const MODEL_FILES = ['config.json', 'generation_config.json', 'model.safetensors', 'model.safetensors.index.json'];
+const SAVE_OPTIONS = ['dtype', 'tokenizer', 'generationConfig', 'files', 'allowNonFinite'];
+const SAVE_DTYPES: Record<string, string> = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' };
+
+const isPlainObject = (x: unknown): boolean => typeof x === 'object' && x !== null && !Array.isArray(x) && !(x instanceof Uint8Array);
+
+/** Non-finite (NaN, ±Infinity) element counts of each tensor, in one download. */
+function nonFiniteCounts(tensors: tf.Tensor[]): number[] {
+  if (tensors.length === 0) return [];
+  const counts = tf.tidy(() => tf.stack(tensors.map((t) => tf.sum(tf.cast(tf.logicalNot(tf.isFinite(t)), 'int32')))));
+  const out = Array.from(counts.dataSync());
+  counts.dispose();
+  return out;
+}
 
 /**
  * Write `model` as a folder transformers' from_pretrained can load: config.json,
- * generation_config.json, model.safetensors (metadata format "pt") and the tokenizer files.
- * Every file is written atomically (temp file + rename).
+ * generation_config.json, model.safetensors (metadata format "pt"), the tokenizer files and
+ * `opts.files`. The folder is replaced as a whole (lib/io/atomicFolder.ts: written beside `dir`,
+ * then swapped in), so a failure or a crash at any point leaves the old folder or the new one,
+ * never a mix; files of the old folder that the new one does not write are gone. Every option is
+ * checked, and the weights are checked to be finite, before anything is written.
  */
 export async function saveModel(model: Decoder, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   const cfg = model.config;
-  const dtype: SafetensorsDtype = opts.dtype ?? 'F32';
-  // Check the tokenizer source before writing anything.
-  const tokenizerFrom = opts.tokenizer === undefined ? undefined : typeof opts.tokenizer === 'string' ? opts.tokenizer : opts.tokenizer.dir;
+  // ---- check everything before writing anything
+  if (!isPlainObject(opts)) throw new Error(`saveModel: options must be an object, but are ${JSON.stringify(opts)}`);
+  const unknown = Object.keys(opts).filter((k) => !SAVE_OPTIONS.includes(k));
+  if (unknown.length) throw new Error(`saveModel: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: ${SAVE_OPTIONS.join(', ')}`);
+  const dtype = (opts.dtype ?? 'F32') as SafetensorsDtype;
+  if (!(typeof dtype === 'string' && dtype in SAVE_DTYPES)) {
+    throw new Error(`saveModel: \`dtype\` must be one of ${Object.keys(SAVE_DTYPES).join(', ')}, but is ${JSON.stringify(opts.dtype)}`);
+  }
+  if (opts.allowNonFinite !== undefined && typeof opts.allowNonFinite !== 'boolean') {
+    throw new Error(`saveModel: \`allowNonFinite\` must be true or false, but is ${JSON.stringify(opts.allowNonFinite)}`);
+  }
+  const tokenizerFrom = opts.tokenizer === undefined ? undefined : typeof opts.tokenizer === 'string' ? opts.tokenizer : opts.tokenizer?.dir;
   if (opts.tokenizer !== undefined) {
+    if (typeof opts.tokenizer !== 'string' && !isPlainObject(opts.tokenizer)) {
+      throw new Error(`saveModel: \`tokenizer\` must be a folder path or a loaded Tokenizer, but is ${JSON.stringify(opts.tokenizer)}`);
+    }
     if (!tokenizerFrom) throw new Error('saveModel: the tokenizer has no source folder to copy (load it with loadTokenizer(dir))');
     if (!fs.existsSync(path.join(tokenizerFrom, 'tokenizer.json'))) throw new Error(`saveModel: tokenizer folder ${tokenizerFrom} has no tokenizer.json`);
   }
-  fs.mkdirSync(dir, { recursive: true });
+  if (opts.generationConfig !== undefined && !isPlainObject(opts.generationConfig)) {
+    throw new Error(`saveModel: \`generationConfig\` must be an object, but is ${JSON.stringify(opts.generationConfig)}`);
+  }
+  const files: Record<string, string | Uint8Array> = opts.files ?? {};
+  if (!isPlainObject(files)) throw new Error('saveModel: `files` must be an object mapping file names to contents');
+  for (const [name, content] of Object.entries(files)) {
+    if (name === '' || name === '.' || name === '..' || name !== path.basename(name) || name.includes('\\')) {
+      throw new Error(`saveModel: \`files\` key "${name}" must be a plain file name (no folders)`);
+    }
+    if (MODEL_FILES.includes(name)) throw new Error(`saveModel: \`files\` cannot replace ${name}, which saveModel writes itself`);
+    if (typeof content !== 'string' && !(content instanceof Uint8Array)) throw new Error(`saveModel: \`files\` entry "${name}" must be a string or a Uint8Array`);
+  }
+  // JSON files are serialised now, so a value JSON cannot hold (a BigInt, a cycle) fails before any write.
   const hf = toHF(cfg);
-  hf.torch_dtype = hf.dtype = { F32: 'float32', BF16: 'bfloat16', F16: 'float16' }[dtype];
-  writeFileAtomic(path.join(dir, 'config.json'), JSON.stringify(hf, null, 2) + '\n');
+  hf.torch_dtype = hf.dtype = SAVE_DTYPES[dtype];
   const gen: Record<string, unknown> = { _from_model_config: true };
   if (cfg.bosTokenId !== undefined) gen.bos_token_id = cfg.bosTokenId;
   if (cfg.eosTokenId !== undefined) gen.eos_token_id = cfg.eosTokenId;
   if (cfg.padTokenId !== undefined) gen.pad_token_id = cfg.padTokenId;
   Object.assign(gen, model.generationConfig, opts.generationConfig);
-  writeFileAtomic(path.join(dir, 'generation_config.json'), JSON.stringify(gen, null, 2) + '\n');
-  const vars = model.variables();
-  const tensors: TensorToWrite[] = parameterSpecs(cfg).map((spec) => ({
-    name: spec.name,
-    shape: spec.shape,
-    dtype,
-    // read lazily so only one tensor is downloaded from the backend at a time
-    data: () => vars.get(spec.name)!.dataSync() as Float32Array,
-  }));
-  writeSafetensors(path.join(dir, 'model.safetensors'), tensors, { format: 'pt' });
-  if (tokenizerFrom) {
-    for (const f of TOKENIZER_FILES) {
-      const src = path.join(tokenizerFrom, f);
-      if (fs.existsSync(src)) copyFileAtomic(src, path.join(dir, f));
+  let configText: string;
+  let genText: string;
+  try {
+    configText = JSON.stringify(hf, null, 2) + '\n';
+    genText = JSON.stringify(gen, null, 2) + '\n';
+  } catch (e) {
+    throw new Error(`saveModel: the config or generation config cannot be written as JSON (${(e as Error).message})`);
+  }
+  const target = path.resolve(dir);
+  if (fs.existsSync(target)) {
+    const stat = fs.statSync(target);
+    if (!stat.isDirectory()) throw new Error(`saveModel: ${dir} exists and is not a folder`);
+    // The folder is replaced whole: refuse to replace one that is not a model folder (e.g. '.').
+    if (fs.readdirSync(target).length > 0 && !fs.existsSync(path.join(target, 'config.json'))) {
+      throw new Error(`saveModel: ${dir} is a non-empty folder without config.json; saveModel replaces the whole folder, so it writes only to a new, empty or model folder`);
     }
   }
+  const vars = model.variables();
+  const specs = parameterSpecs(cfg);
+  for (const spec of specs) if (!vars.get(spec.name)) throw new Error(`saveModel: the model has no variable "${spec.name}"`);
+  if (!opts.allowNonFinite) {
+    const counts = nonFiniteCounts(specs.map((s) => vars.get(s.name)!));
+    const bad = specs.map((s, i) => [s.name, counts[i], vars.get(s.name)!.size] as const).filter(([, c]) => c > 0);
+    if (bad.length) {
+      const shown = bad.slice(0, 5).map(([n, c, size]) => `"${n}" (${c} of ${size})`).join(', ');
+      throw new Error(`saveModel: refusing to write ${dir}: ${bad.length} of ${specs.length} weight tensors hold NaN or ±Infinity: ${shown}${bad.length > 5 ? ', …' : ''}; `
+        + 'pass { allowNonFinite: true } to write them anyway');
+    }
+  }
+  // ---- write the folder beside `dir`, then swap it in
+  writeFolderAtomic(target, (out) => {
+    fs.writeFileSync(path.join(out, 'config.json'), configText);
+    fs.writeFileSync(path.join(out, 'generation_config.json'), genText);
+    const tensors: TensorToWrite[] = specs.map((spec) => ({
+      name: spec.name,
+      shape: spec.shape,
+      dtype,
+      // read lazily so only one tensor is downloaded from the backend at a time
+      data: () => vars.get(spec.name)!.dataSync() as Float32Array,
+    }));
+    writeSafetensors(path.join(out, 'model.safetensors'), tensors, { format: 'pt' });
+    if (tokenizerFrom) {
+      for (const f of TOKENIZER_FILES) {
+        const src = path.join(tokenizerFrom, f);
+        if (fs.existsSync(src)) fs.copyFileSync(src, path.join(out, f));
+      }
+    }
+    for (const [name, content] of Object.entries(files)) fs.writeFileSync(path.join(out, name), content);
+  });
 }

@@ -1,3 +1,6 @@
 // lib/objectives: the loss interface and the objectives built on it.
 export * from './types.js';
 export * from './crossEntropy.js';
+export * from './augmentation.js';
+export * from './responseCE.js';
+export * from './constrainedSFT.js';

@@ -11,6 +11,12 @@ export interface WorldSplits {
   benignHeldout: number;
   /** Benign tasks absent from pretraining: new knowledge for benign fine-tuning experiments. */
   benignNovel: number;
+  /**
+   * Benign tasks for tuning world and training settings by utility and over-refusal (pretrained on,
+   * never in alignment or fine-tuning data, never reported as results). Taken from what would
+   * otherwise be benign `train` tasks, after heldout and novel, so 0 leaves every other split as it was.
+   */
+  benignDev: number;
 }
 
 export interface BaseCorpusSettings {
@@ -61,7 +67,7 @@ export const DEFAULT_WORLD_SETTINGS: WorldSettings = {
   wordsPerStep: 3,
   stepPoolSize: 64,
   sharedStepPool: true,
-  splits: { harmfulHeldout: 24, harmfulDev: 8, benignHeldout: 24, benignNovel: 12 },
+  splits: { harmfulHeldout: 24, harmfulDev: 8, benignHeldout: 24, benignNovel: 12, benignDev: 0 },
   // Late refusals from right after the opener up to 2 steps in. Chosen on the dev split over 12% after
   // 1-3 steps because one unscripted run looked graded; the scripted re-run (`npm run organism:tune`,
   // data/organism/dev_tuning.json, 3 training seeds) does not reproduce that: both settings give a
@@ -120,12 +126,13 @@ export function validateWorldSettings(s: WorldSettings): void {
   int('splits.harmfulDev', s.splits.harmfulDev, 0);
   int('splits.benignHeldout', s.splits.benignHeldout, 1);
   int('splits.benignNovel', s.splits.benignNovel, 0);
+  int('splits.benignDev', s.splits.benignDev, 0);
   // Alignment needs harmful training tasks to learn refusal from.
   if (s.splits.harmfulHeldout + s.splits.harmfulDev >= harmfulTasks) {
     fail('splits.harmfulHeldout + splits.harmfulDev', `must leave harmful training tasks (there are ${harmfulTasks} harmful tasks)`, s.splits.harmfulHeldout + s.splits.harmfulDev);
   }
-  if (s.splits.benignHeldout + s.splits.benignNovel >= benignTasks) {
-    fail('splits.benignHeldout + splits.benignNovel', `must leave benign training tasks (there are ${benignTasks} benign tasks)`, s.splits.benignHeldout + s.splits.benignNovel);
+  if (s.splits.benignHeldout + s.splits.benignNovel + s.splits.benignDev >= benignTasks) {
+    fail('splits.benignHeldout + splits.benignNovel + splits.benignDev', `must leave benign training tasks (there are ${benignTasks} benign tasks)`, s.splits.benignHeldout + s.splits.benignNovel + s.splits.benignDev);
   }
   prob('base.harmfulFraction', s.base.harmfulFraction);
   prob('base.answerRate', s.base.answerRate);

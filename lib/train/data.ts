@@ -4,7 +4,7 @@
 // sees exactly the batches an uninterrupted one would.
 
 import { tf } from '../engine/tf.js';
-import { Rng } from '../organism/index.js';
+import { checkSeed, Rng } from '../util/rng.js';
 import type { Batch } from '../objectives/index.js';
 
 /** One training sequence: token ids and which positions are targets. */
@@ -32,6 +32,7 @@ export class MixedBatchSampler {
   private state: SamplerState;
 
   constructor(readonly sources: DataSource[], readonly seed: number) {
+    checkSeed(seed, 'MixedBatchSampler: seed');
     if (sources.length === 0) throw new Error('MixedBatchSampler: `sources` is empty');
     const names = new Set<string>();
     for (const s of sources) {

@@ -4,3 +4,5 @@ export * from './optimizer.js';
 export * from './data.js';
 export * from './trainer.js';
 export * from './organism.js';
+export * from './fineTune.js';
+export * from './augment.js';

@@ -66,6 +66,42 @@ export class AdamW {
     });
   }
 
+  /** The values applyGradients(grads, lr) would give each parameter and its moments, computed
+   *  without changing any state; `use` reduces them (inside a tidy) to a scalar per parameter. */
+  private trialUpdate(grads: Record<string, tf.Tensor>, lr: number, use: (next: { p: tf.Tensor; m: tf.Tensor; v: tf.Tensor }) => tf.Scalar): tf.Tensor1D {
+    const t = this.stepCount + 1;
+    return tf.tidy(() => {
+      const out: tf.Scalar[] = [];
+      for (const [name, p] of this.params) {
+        const g = grads[name];
+        if (!g) throw new Error(`AdamW: no gradient for parameter "${name}"`);
+        // one parameter at a time, so the trial holds at most one parameter's worth of memory
+        out.push(tf.tidy(() => use(adamwUpdate(p, g, this.m.get(name)!, this.v.get(name)!, {
+          lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay: this.decays.get(name) ? this.weightDecay : 0, step: t,
+        }))));
+      }
+      return out.length ? (tf.stack(out) as tf.Tensor1D) : (tf.zeros([0]) as tf.Tensor1D);
+    });
+  }
+
+  /**
+   * A cheap check of what applyGradients(grads, lr) would do, without doing it: the sum of every
+   * new parameter value. A finite result proves each new parameter value finite (one NaN or
+   * ±Infinity makes the sum non-finite); a non-finite one may also be a finite-valued sum that
+   * overflows, so confirm it with nonFiniteUpdateCounts. The moments need no check when the
+   * gradients are finite: m is a convex combination of finite values and v of finite squares
+   * (finite when the gradients' global norm is). No download: the caller reads the scalar.
+   */
+  trialParameterSum(grads: Record<string, tf.Tensor>, lr: number): tf.Scalar {
+    return tf.tidy(() => tf.sum(this.trialUpdate(grads, lr, (next) => tf.sum(next.p) as tf.Scalar)) as tf.Scalar);
+  }
+
+  /** Per parameter (in `params` order), how many NaN/±Infinity values applyGradients(grads, lr)
+   *  would put in the parameter and its two moments; no state changes, no download. */
+  nonFiniteUpdateCounts(grads: Record<string, tf.Tensor>, lr: number): tf.Tensor1D {
+    return this.trialUpdate(grads, lr, (next) => tf.addN([next.p, next.m, next.v].map((x) => tf.sum(tf.cast(tf.logicalNot(tf.isFinite(x)), 'int32')))) as tf.Scalar);
+  }
+
   /** Moments by parameter name, for checkpoints. */
   stateTensors(): { name: string; tensor: tf.Variable }[] {
     const out: { name: string; tensor: tf.Variable }[] = [];

@@ -5,7 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from '../engine/tf.js';
-import { writeFileAtomic } from '../io/index.js';
+import { readJsonFile, recoverFolder, writeFileAtomic } from '../io/index.js';
+import { checkSeed } from '../util/rng.js';
 import { createModel, loadModel, saveModel, type Decoder } from '../model/index.js';
 import { crossEntropyObjective } from '../objectives/index.js';
 import {
@@ -13,6 +14,7 @@ import {
 } from '../organism/index.js';
 import { MixedBatchSampler, type TrainExample } from './data.js';
 import { train, type StepLog, type TrainResult } from './trainer.js';
+import { cloneModel } from './fineTune.js';
 
 /** The organism's architecture: the speed benchmark's llama (hidden 128, 4 layers, 4 heads, 2 kv heads, MLP 352), world vocabulary. */
 export function organismConfig(world: World, maxPositions = 96): Record<string, unknown> {
@@ -86,6 +88,9 @@ export interface PhaseOptions {
   evalEvery?: number;
   onEval?: (step: number) => Promise<Record<string, number>> | Record<string, number>;
   stopAfter?: number;
+  /** See TrainOptions: warn after this many consecutive zero gradient norms (default 5; null: never). */
+  zeroGradWarnSteps?: number | null;
+  onWarning?: (message: string) => void;
 }
 
 export interface PhaseResult {
@@ -102,6 +107,7 @@ function toTrainExamples(world: World, examples: ReturnType<typeof baseCorpus>, 
 
 /** Pretrain a fresh model on the base corpus. */
 export async function trainBase(world: World, settings: BaseTrainingSettings = BASE_TRAINING, options: PhaseOptions = {}): Promise<PhaseResult> {
+  checkSeed(settings.seed, 'trainBase: settings.seed');
   const model = createModel(organismConfig(world), { seed: settings.seed });
   const examples = toTrainExamples(world, baseCorpus(world, { count: settings.corpusSize, seed: settings.seed }), 'all');
   const sampler = new MixedBatchSampler([{ name: 'base', examples, perBatch: settings.batchSize }], settings.seed);
@@ -109,16 +115,9 @@ export async function trainBase(world: World, settings: BaseTrainingSettings = B
   return { model, result };
 }
 
-/** A copy of `model` with its own variables (the base stays untouched while the copy trains). */
-export function cloneModel(model: Decoder, seed = 0): Decoder {
-  const copy = createModel(model.config, { seed });
-  const source = model.variables();
-  for (const [name, v] of copy.variables()) v.assign(source.get(name)!);
-  return copy;
-}
-
 /** Align a copy of `base` by SFT: refusals for harmful train tasks, answers for benign train tasks. */
 export async function alignSFT(world: World, base: Decoder, settings: AlignTrainingSettings = ALIGN_TRAINING, options: PhaseOptions = {}): Promise<PhaseResult> {
+  checkSeed(settings.seed, 'alignSFT: settings.seed');
   const model = cloneModel(base);
   const data = alignmentData(world, { safety: settings.safetyExamples, utility: settings.utilityExamples, seed: settings.seed });
   const sampler = new MixedBatchSampler([
@@ -138,6 +137,7 @@ async function runPhase(world: World, model: Decoder, sampler: MixedBatchSampler
     // `run`: a leftover checkpoint of a run with other world or phase settings is refused, not resumed
     checkpoint: options.checkpointDir ? { dir: options.checkpointDir, every: options.checkpointEvery ?? 100, run: { world: world.settings, phase: s } } : undefined,
     onStep: options.onStep, evalEvery: options.evalEvery, onEval: options.onEval, stopAfter: options.stopAfter,
+    zeroGradWarnSteps: options.zeroGradWarnSteps, onWarning: options.onWarning,
   });
 }
 
@@ -158,19 +158,20 @@ export function writeTokenizerFiles(world: World, dir: string, maxLength = 96): 
   writeFileAtomic(path.join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfigJson(world, maxLength), null, 2) + '\n');
 }
 
-/** Save an organism model as a complete Hugging Face folder + world.json + train_log.json, atomically. */
+/** Save an organism model as a complete Hugging Face folder + world.json + train_log.json; the
+ *  folder is replaced as a whole (saveModel: a crash leaves the old folder or the new one). */
 export async function saveOrganism(model: Decoder, world: World, dir: string, manifest: OrganismManifest, log: StepLog[] = []): Promise<void> {
-  const tmp = `${dir}.tmp-${process.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  await saveModel(model, tmp, { generationConfig: { max_length: 96 } });
-  writeTokenizerFiles(world, tmp);
-  fs.writeFileSync(path.join(tmp, 'world.json'), JSON.stringify(manifest, null, 2) + '\n');
   // Loss curve every step (small: a few numbers per step).
   const compact = log.map((l) => ({ step: l.step, lr: +l.lr.toPrecision(4), loss: +l.loss.toFixed(4), gradNorm: +l.gradNorm.toFixed(3), tokens: l.tokens, ...Object.fromEntries(Object.entries(l.metrics).filter(([k]) => k.startsWith('loss/')).map(([k, v]) => [k, +v.toFixed(4)])) }));
-  fs.writeFileSync(path.join(tmp, 'train_log.json'), JSON.stringify(compact) + '\n');
-  fs.rmSync(dir, { recursive: true, force: true });
-  fs.mkdirSync(path.dirname(path.resolve(dir)), { recursive: true });
-  fs.renameSync(tmp, dir);
+  await saveModel(model, dir, {
+    generationConfig: { max_length: 96 },
+    files: {
+      'tokenizer.json': JSON.stringify(tokenizerJson(world)) + '\n',
+      'tokenizer_config.json': JSON.stringify(tokenizerConfigJson(world, 96), null, 2) + '\n',
+      'world.json': JSON.stringify(manifest, null, 2) + '\n',
+      'train_log.json': JSON.stringify(compact) + '\n',
+    },
+  });
 }
 
 export interface LoadedOrganism {
@@ -182,21 +183,26 @@ export interface LoadedOrganism {
 
 /** Load an organism folder written by saveOrganism; checks that its tokenizer matches the rebuilt world. */
 export async function loadOrganism(dir: string): Promise<LoadedOrganism> {
+  recoverFolder(dir);
   const manifestPath = path.join(dir, 'world.json');
   if (!fs.existsSync(manifestPath)) throw new Error(`loadOrganism: ${manifestPath} is missing (not an organism checkpoint; run \`npm run reproduce\`)`);
-  const manifest = JSON.parse(fs.readFileSync(manifestPath, 'utf8')) as OrganismManifest;
+  const manifest = readJsonFile<OrganismManifest>(manifestPath, 'the organism manifest written by saveOrganism ({ world, phase, training, run })');
+  if (typeof manifest.world !== 'object' || manifest.world === null) throw new Error(`${manifestPath}: no "world" settings object (expected the organism manifest written by saveOrganism)`);
   const world = buildWorld(manifest.world);
-  const vocab = (JSON.parse(fs.readFileSync(path.join(dir, 'tokenizer.json'), 'utf8')) as { model: { vocab: Record<string, number> } }).model.vocab;
+  const tokenizerPath = path.join(dir, 'tokenizer.json');
+  const vocab = readJsonFile<{ model?: { vocab?: Record<string, number> } }>(tokenizerPath, 'a tokenizers tokenizer.json with model.vocab').model?.vocab;
+  if (typeof vocab !== 'object' || vocab === null) throw new Error(`${tokenizerPath}: no "model.vocab" object (expected the world's word-level tokenizer)`);
   world.vocab.forEach((w, i) => {
     if (vocab[w] !== i) throw new Error(`loadOrganism: ${dir}/tokenizer.json maps "${w}" to ${vocab[w]}, the world built from world.json has ${i}`);
   });
   const model = await loadModel(dir);
   const logPath = path.join(dir, 'train_log.json');
-  const log = fs.existsSync(logPath) ? JSON.parse(fs.readFileSync(logPath, 'utf8')) : [];
+  const log = fs.existsSync(logPath) ? readJsonFile(logPath, 'the training log written by saveOrganism (one record per step)', 'array') : [];
   return { model, world, manifest, log };
 }
 
 export function organismExists(dir: string): boolean {
+  recoverFolder(dir);
   return ['config.json', 'model.safetensors', 'tokenizer.json', 'world.json'].every((f) => fs.existsSync(path.join(dir, f)));
 }
 

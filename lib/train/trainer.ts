@@ -3,11 +3,27 @@
 // checkpoint. Checkpoints hold parameters, optimizer moments, step, sampler state and the log, are
 // written atomically (temp folder + rename), and a run pointed at a folder that holds one resumes
 // from it, giving bit-identical parameters to an uninterrupted run on the same backend.
+//
+// Non-finite values stop the run before they do damage: the loss, the gradient global norm and
+// the parameter values the AdamW update would produce (a trial update, summed: weight decay at a
+// huge lr overflows weights even from finite gradients) are checked for NaN/±Infinity BEFORE
+// anything is assigned, in the one download per step that reads the loss. On a non-finite value
+// train() throws, naming the step, the lr and the quantity (and the parameters concerned), and
+// leaves the parameters, the optimizer state, the sampler and the last checkpoint exactly as they
+// were before that step.
+//
+// A gradient norm of exactly 0 is not an error (a margin objective that is satisfied, a batch
+// without target tokens), but several consecutive steps of it mean the objective gives the
+// parameters no signal: usually activations saturated by a divergence (a learning rate far too
+// high; the weights then move by weight decay and momentum alone, towards overflow) or a loss
+// mask that selects nothing. After `zeroGradWarnSteps` such steps in a row (default 5) train()
+// warns once per streak (`onWarning`, default console.warn; also in TrainResult.warnings) and
+// goes on.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { tf } from '../engine/tf.js';
-import { loadSafetensors, writeSafetensors } from '../io/index.js';
+import { loadSafetensors, readJsonFile, writeSafetensors } from '../io/index.js';
 import type { Batch, CausalLM, Objective } from '../objectives/index.js';
 import { collate, disposeBatch, MixedBatchSampler, SamplerState, TrainExample } from './data.js';
 import { AdamW, AdamWOptions, clipByGlobalNorm } from './optimizer.js';
@@ -56,6 +72,10 @@ export interface TrainOptions {
   onStep?: (log: StepLog, totalSteps: number) => void;
   /** Build objective-specific batch extras from the examples (e.g. prefill spans). */
   batchExtras?: (examples: TrainExample[]) => Record<string, unknown>;
+  /** Warn after this many consecutive steps with gradient norm exactly 0 (default 5; null: never). */
+  zeroGradWarnSteps?: number | null;
+  /** Where warnings go (default console.warn); they are also returned in TrainResult.warnings. */
+  onWarning?: (message: string) => void;
 }
 
 export interface TrainResult {
@@ -70,7 +90,12 @@ export interface TrainResult {
   /** Non-padding tokens per second over this run's steps. */
   tokensPerSecond: number;
   tokens: number;
+  /** Warnings of this run (e.g. a streak of zero gradient norms). */
+  warnings: string[];
 }
+
+/** Default of TrainOptions.zeroGradWarnSteps. */
+export const ZERO_GRAD_WARN_STEPS = 5;
 
 interface CheckpointState {
   version: 1;
@@ -135,8 +160,24 @@ function writeCheckpoint(dir: string, params: Map<string, tf.Variable>, optimize
   fs.rmSync(old, { recursive: true, force: true });
 }
 
+const STATE_WHAT = 'the training state written by train() (step, optimizer step, sampler state, log)';
+
+/** A checkpoint's state.json, checked field by field; errors name the file. */
+function readState(folder: string): CheckpointState {
+  const file = path.join(folder, 'state.json');
+  const state = readJsonFile<CheckpointState>(file, STATE_WHAT);
+  const bad = (field: string, want: string) => new Error(`${file}: \`${field}\` must be ${want}, but is ${JSON.stringify((state as any)[field])}; `
+    + 'the checkpoint is damaged: delete the folder to start over');
+  if (state.version !== 1) throw bad('version', '1');
+  for (const f of ['step', 'optimizerStep'] as const) if (!Number.isInteger(state[f]) || state[f] < 0) throw bad(f, 'an integer >= 0');
+  if (typeof state.sampler !== 'object' || state.sampler === null || !Array.isArray(state.sampler.sources)) throw bad('sampler', 'a sampler state ({ sources: [...] })');
+  if (!Array.isArray(state.log)) throw bad('log', 'an array of step records');
+  if (!Array.isArray(state.evals)) throw bad('evals', 'an array of eval records');
+  return state;
+}
+
 function readCheckpoint(folder: string, params: Map<string, tf.Variable>, optimizer: AdamW): CheckpointState {
-  const state = JSON.parse(fs.readFileSync(path.join(folder, 'state.json'), 'utf8')) as CheckpointState;
+  const state = readState(folder);
   const saved = loadSafetensors(path.join(folder, 'params.safetensors'));
   for (const [name, v] of params) {
     const t = saved.get(name);
@@ -155,6 +196,23 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (options.checkpoint && (!Number.isInteger(options.checkpoint.every) || options.checkpoint.every < 1)) {
     throw new Error(`train: \`checkpoint.every\` must be a positive integer, but is ${options.checkpoint.every}`);
   }
+  if (clipNorm !== null && !(typeof clipNorm === 'number' && clipNorm > 0)) throw new Error(`train: \`clipNorm\` must be a positive number or null, but is ${clipNorm}`);
+  if (options.stopAfter !== undefined && !(Number.isInteger(options.stopAfter) && options.stopAfter >= 0)) {
+    throw new Error(`train: \`stopAfter\` must be an integer >= 0, but is ${options.stopAfter}`);
+  }
+  if (options.evalEvery !== undefined && !(Number.isInteger(options.evalEvery) && options.evalEvery >= 1)) {
+    throw new Error(`train: \`evalEvery\` must be a positive integer, but is ${options.evalEvery}`);
+  }
+  if (!Number.isInteger(options.padId) || options.padId < 0) throw new Error(`train: \`padId\` must be an integer >= 0, but is ${options.padId}`);
+  const zeroGradWarnSteps = options.zeroGradWarnSteps === undefined ? ZERO_GRAD_WARN_STEPS : options.zeroGradWarnSteps;
+  if (zeroGradWarnSteps !== null && !(Number.isInteger(zeroGradWarnSteps) && zeroGradWarnSteps >= 1)) {
+    throw new Error(`train: \`zeroGradWarnSteps\` must be a positive integer or null, but is ${zeroGradWarnSteps}`);
+  }
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    (options.onWarning ?? console.warn)(message);
+  };
   const optimizer = new AdamW(params, options.optimizer);
   const varList = [...params.values()];
   const names = [...params.keys()];
@@ -168,7 +226,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     objective: objective.name, schedule, optimizer: options.optimizer ?? {}, clipNorm, parameters: names, run: options.checkpoint?.run ?? null,
   })) as RunIdentity;
   if (found) {
-    const saved = JSON.parse(fs.readFileSync(path.join(found, 'state.json'), 'utf8')) as CheckpointState;
+    const saved = readState(found);
     const differs = firstDifference(saved.identity ?? null, identity);
     if (differs) {
       const show = (x: unknown) => JSON.stringify(differs.split('.').reduce((o: any, k) => (o == null ? o : o[k]), x)) ?? 'undefined';
@@ -185,36 +243,89 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const stopAt = Math.min(schedule.totalSteps, options.stopAfter ?? Infinity);
   const started = performance.now();
   let runTokens = 0;
+  let zeroGradStreak = 0;
   try {
     while (step < stopAt) {
       const lr = learningRateAt(step, schedule);
+      const samplerBefore = sampler.getState();
       const { examples, sources } = sampler.next();
       const batch: Batch = collate(examples, sources, options.padId, options.batchExtras ? options.batchExtras(examples) : {});
       const t0 = performance.now();
       let metricTensors: Record<string, tf.Scalar> = {};
-      const { value, grads } = tf.variableGrads(() => {
-        const out = objective.compute(model, batch);
-        metricTensors = {};
-        for (const [k, v] of Object.entries(out.metrics ?? {})) metricTensors[k] = tf.keep(v);
-        return out.loss;
-      }, varList);
-      for (let i = 0; i < names.length; i++) {
-        if (!grads[varList[i].name]) throw new Error(`train: parameter "${names[i]}" received no gradient from objective "${objective.name}"`);
-      }
-      const byName: Record<string, tf.Tensor> = {};
-      names.forEach((n, i) => (byName[n] = grads[varList[i].name]));
-      const clipped = clipByGlobalNorm(byName, clipNorm ?? Infinity);
-      optimizer.applyGradients(clipNorm === null ? byName : clipped.grads, lr);
-      const loss = (await value.data())[0];
-      const gradNorm = (await clipped.norm.data())[0];
+      const owned: tf.Tensor[] = [];
+      let loss: number;
+      let gradNorm: number;
       const metrics: Record<string, number> = {};
-      for (const [k, v] of Object.entries(metricTensors)) metrics[k] = (await v.data())[0];
-      tf.dispose([value, clipped.norm, ...Object.values(clipped.grads), ...Object.values(grads), ...Object.values(metricTensors)]);
+      try {
+        const { value, grads } = tf.variableGrads(() => {
+          const out = objective.compute(model, batch);
+          metricTensors = {};
+          for (const [k, v] of Object.entries(out.metrics ?? {})) metricTensors[k] = tf.keep(v);
+          return out.loss;
+        }, varList);
+        owned.push(value, ...Object.values(grads).filter((g) => g));
+        for (let i = 0; i < names.length; i++) {
+          if (!grads[varList[i].name]) throw new Error(`train: parameter "${names[i]}" received no gradient from objective "${objective.name}"`);
+        }
+        const byName: Record<string, tf.Tensor> = {};
+        names.forEach((n, i) => (byName[n] = grads[varList[i].name]));
+        const clipped = clipByGlobalNorm(byName, clipNorm ?? Infinity);
+        owned.push(clipped.norm, ...Object.values(clipped.grads));
+        const update = clipNorm === null ? byName : clipped.grads;
+        // Everything the step would make non-finite is checked before anything is assigned: one
+        // download of [loss, grad norm, sum of the parameter values the update would give].
+        const trial = optimizer.trialParameterSum(update, lr);
+        owned.push(trial);
+        const head = tf.tidy(() => tf.stack([value, clipped.norm, trial]));
+        owned.push(head);
+        const read = await head.data();
+        loss = read[0];
+        gradNorm = read[1];
+        let updateBad: (readonly [string, number, number])[] = [];
+        if (Number.isFinite(loss) && Number.isFinite(gradNorm) && !Number.isFinite(read[2])) {
+          // Exact counts (the sum alone may overflow with every value finite).
+          const counts = optimizer.nonFiniteUpdateCounts(update, lr);
+          owned.push(counts);
+          const c = await counts.data();
+          updateBad = names.map((n, i) => [n, c[i], params.get(n)!.size] as const).filter(([, k]) => k > 0);
+        }
+        if (!Number.isFinite(loss) || !Number.isFinite(gradNorm) || updateBad.length) {
+          sampler.setState(samplerBefore);
+          const where = `at step ${step + 1} (lr ${lr})`;
+          const kept = `the update was not applied: parameters, optimizer state${options.checkpoint ? ', sampler and the last checkpoint' : ' and sampler'} are as before step ${step + 1}`;
+          if (!Number.isFinite(loss)) {
+            throw new Error(`train: loss is ${loss} ${where}, gradient norm ${gradNorm}; ${kept}. Lower the learning rate, or check the data and objective "${objective.name}"`);
+          }
+          if (!Number.isFinite(gradNorm)) {
+            const countTensor = tf.tidy(() => tf.stack(names.map((n) => tf.sum(tf.cast(tf.logicalNot(tf.isFinite(byName[n])), 'int32')))));
+            owned.push(countTensor);
+            const counts = Array.from(await countTensor.data());
+            const badGrads = names.map((n, i) => `"${n}" (${counts[i]} of ${params.get(n)!.size} values)`).filter((_, i) => counts[i] > 0);
+            const which = badGrads.length
+              ? `non-finite gradient of ${badGrads.slice(0, 5).join(', ')}${badGrads.length > 5 ? ', …' : ''}`
+              : 'every gradient value is finite but their squared sum overflows float32';
+            throw new Error(`train: gradient global norm is ${gradNorm} ${where}, loss ${loss}: ${which}; ${kept}. Lower the learning rate, or check the data and objective "${objective.name}"`);
+          }
+          const shown = updateBad.slice(0, 5).map(([n, c, size]) => `"${n}" (${c} of ${3 * size} values of the parameter and its two moments)`).join(', ');
+          throw new Error(`train: the AdamW update ${where} would make ${shown}${updateBad.length > 5 ? ', …' : ''} non-finite, `
+            + `although loss ${loss} and gradient norm ${gradNorm} are finite: the learning rate is too large for these weights; ${kept}`);
+        }
+        optimizer.applyGradients(update, lr);
+        for (const [k, v] of Object.entries(metricTensors)) metrics[k] = (await v.data())[0];
+      } finally {
+        tf.dispose(owned);
+        tf.dispose(Object.values(metricTensors));
+        disposeBatch(batch);
+      }
       const tokens = examples.reduce((a, e) => a + e.ids.length, 0);
-      disposeBatch(batch);
-      if (!Number.isFinite(loss)) throw new Error(`train: loss is ${loss} at step ${step + 1} (lr ${lr}); lower the learning rate or check the data`);
       step++;
       runTokens += tokens;
+      zeroGradStreak = gradNorm === 0 ? zeroGradStreak + 1 : 0;
+      if (zeroGradWarnSteps !== null && zeroGradStreak === zeroGradWarnSteps) {
+        warn(`train: gradient norm has been exactly 0 for ${zeroGradStreak} consecutive steps (steps ${step - zeroGradStreak + 1}-${step}, lr now ${lr}, loss ${loss}): `
+          + 'the objective gives the parameters no signal, so only weight decay and AdamW\'s decaying momentum move them. Usually activations '
+          + 'saturated by a divergence (a learning rate far too high) or a loss mask that selects no tokens; training goes on');
+      }
       const entry: StepLog = { step, lr, loss, gradNorm, tokens, tokensPerSecond: tokens / ((performance.now() - t0) / 1000), metrics };
       log.push(entry);
       options.onStep?.(entry, schedule.totalSteps);
@@ -233,6 +344,6 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const wallSeconds = (performance.now() - started) / 1000;
   return {
     steps: step, completed: step >= schedule.totalSteps, resumedFrom, log, evals, wallSeconds,
-    tokensPerSecond: wallSeconds > 0 ? runTokens / wallSeconds : 0, tokens: runTokens,
+    tokensPerSecond: wallSeconds > 0 ? runTokens / wallSeconds : 0, tokens: runTokens, warnings,
   };
 }

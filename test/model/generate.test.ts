@@ -214,10 +214,12 @@ describe('attention mask inference', () => {
     const explicit = await generate(llama, leftPadded, { maxNewTokens: 5, eosTokenId: null, attentionMask: leftMask });
     const inferred = await generate(llama, leftPadded, { maxNewTokens: 5, eosTokenId: null });
     expect(inferred.sequences).toEqual(explicit.sequences);
-    // with pad == eos nothing is inferred (transformers' rule), so the pads are attended
-    const attended = await generate(llama, leftPadded, { maxNewTokens: 5, eosTokenId: 0, padTokenId: 0 });
+    // with pad == eos transformers infers nothing and attends the pads; here rows starting with
+    // different numbers of pad/eos ids are an error (left padding that cannot be told from real
+    // eos tokens), and a mask says which it is: all ones attends them
+    await expect(generate(llama, leftPadded, { maxNewTokens: 5, eosTokenId: 0, padTokenId: 0 })).rejects.toThrow(/starts with 5 pad ids \(0, also an eos id\)/);
     const allOnes = await generate(llama, leftPadded, { maxNewTokens: 5, eosTokenId: 0, padTokenId: 0, attentionMask: leftMask.map((r) => r.map(() => 1)) });
-    expect(attended.sequences).toEqual(allOnes.sequences);
+    expect(allOnes.sequences[1].slice(0, 5)).toEqual([0, 0, 0, 0, 0]);
   });
 });
 

@@ -213,8 +213,9 @@ describe('attention semantics', () => {
     for (const name of ['gemma MHA', 'gpt2 inverse-layer scaling']) {
       const model = createModel(VARIANTS[name], { seed: 1 });
       const emb = model.embed(IDS);
-      const a = model.forward(IDS);
-      const b = model.forward(null, { inputsEmbeds: emb });
+      // (row 1 is left-padded: forward without the mask would refuse it)
+      const a = model.forward(IDS, { attentionMask: MASK, positionIds: POS });
+      const b = model.forward(null, { inputsEmbeds: emb, attentionMask: MASK, positionIds: POS });
       expect(Array.from(b.logits.dataSync())).toEqual(Array.from(a.logits.dataSync()));
       tf.dispose([emb, a.logits, b.logits]);
       model.dispose();
@@ -329,7 +330,7 @@ describe('attention implementations', () => {
     expect(calls).toBe(model.config.nLayers);
     expect(relErr(naive.logits, eager.logits.dataSync())).toBeLessThan(1e-5);
     expect(relErr(naive.attentions![0], eager.attentions![0].dataSync())).toBeLessThan(1e-5);
-    expect(() => model.forward(IDS, { attnImplementation: 'flash' })).toThrow('forward: unknown attention implementation "flash"; registered: eager, naive-test');
+    expect(() => model.forward(IDS, { attentionMask: MASK, attnImplementation: 'flash' })).toThrow('forward: unknown attention implementation "flash"; registered: eager, naive-test');
     tf.dispose([eager.logits, naive.logits, ...eager.attentions!, ...naive.attentions!]);
     model.dispose();
   });

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { closeBrowser, figureHtml, findChromium, saveFigure, showFigure, type PlotlyFigure } from '../../lib/report/index.js';
+import { closeBrowser, figureHtml, findChromium, plotlyTraceTypes, saveFigure, showFigure, type PlotlyFigure } from '../../lib/report/index.js';
 import { installFakeNotebook } from './fake-notebook.js';
 
 const fig: PlotlyFigure = {
@@ -145,6 +145,51 @@ describe('figures', () => {
     await showFigure(fig, 'plain', { dir, chromium: null });
     expect(log.mock.calls[0]![0]).toContain('figure plain: wrote');
     log.mockRestore();
+  });
+
+  it('names the path of a circular reference instead of JSON.stringify\'s bare error, before writing anything', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
+    const layout: Record<string, unknown> = { title: { text: 't' }, xaxis: { title: { text: 'x' } } };
+    (layout.xaxis as Record<string, unknown>).parent = layout;
+    await expect(saveFigure({ data: [{ type: 'scatter', y: [1] }], layout }, 'cyc', { dir, chromium: null })).rejects.toThrow(
+      'saveFigure("cyc"): figure.layout.xaxis.parent refers back to figure.layout (a circular structure cannot be saved as JSON)',
+    );
+    expect(existsSync(join(dir, 'cyc.html'))).toBe(false);
+    const trace: Record<string, unknown> = { type: 'bar', y: [1], marker: {} };
+    (trace.marker as Record<string, unknown>)['line color'] = [trace];
+    const cyclic: PlotlyFigure = { data: [{ type: 'scatter', y: [2] }, trace] };
+    await expect(saveFigure(cyclic, 'cyc2', { dir, chromium: null })).rejects.toThrow(
+      'saveFigure("cyc2"): figure.data[1].marker["line color"][0] refers back to figure.data[1]',
+    );
+    // The same object twice (not a cycle) is fine for JSON.
+    const shared = { color: 'red' };
+    await saveFigure({ data: [{ type: 'scatter', y: [1], marker: shared, line: shared }] }, 'shared', { dir, chromium: null });
+    await expect(saveFigure({ data: [{ type: 'scatter', y: [1n] }] } as unknown as PlotlyFigure, 'big', { dir, chromium: null })).rejects.toThrow(
+      'saveFigure("big"): figure.data[0].y[0] is a BigInt (1n)',
+    );
+  });
+
+  it('rejects a trace type plotly.js does not know, naming the trace index and the type', async () => {
+    const types = plotlyTraceTypes();
+    // Read from the installed bundle (plotly.js 4 here: quiver is new, the mapbox traces are gone).
+    expect(types).toEqual(expect.arrayContaining(['bar', 'heatmap', 'histogram', 'scatter', 'scattergl', 'violin']));
+    expect(types.length).toBeGreaterThan(30);
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
+    await expect(saveFigure({ data: [{ type: 'scatter', y: [1] }, { type: 'scater', y: [2] }] }, 't', { dir, chromium: null })).rejects.toThrow(
+      /^saveFigure\("t"\): figure\.data\[1\]\.type is "scater", which plotly\.js does not know; known trace types: bar, barpolar, .*\bscatter\b/,
+    );
+    await expect(saveFigure({ data: [{ type: 7 }] } as unknown as PlotlyFigure, 't', { dir, chromium: null })).rejects.toThrow('figure.data[0].type is 7');
+    await expect(saveFigure({ data: [null] } as unknown as PlotlyFigure, 't', { dir, chromium: null })).rejects.toThrow(
+      'saveFigure("t"): figure.data[0] must be a trace object, got null',
+    );
+    // No type is plotly's default, a scatter.
+    await saveFigure({ data: [{ y: [1, 2] }] }, 'untyped', { dir, chromium: null });
+    expect(existsSync(join(dir, 't.html'))).toBe(false);
+  });
+
+  it('writes typed arrays (a tensor\'s dataSync()) as plain JSON arrays', () => {
+    const html = figureHtml({ data: [{ type: 'scatter', y: new Float32Array([0.5, 1.5]) }] }, 't', { src: 'plotly.js' });
+    expect(html).toContain('"y":[0.5,1.5]');
   });
 
   it('rejects bad figures and names', async () => {

@@ -32,7 +32,9 @@ function runCli(sources: string[], extraArgs: string[] = [], env: Record<string,
     cwd: dir, // the runner must move to the repo root itself
     encoding: 'utf8',
     env: { ...process.env, DEEPALIGN_FIGURES_DIR: join(dir, 'figures'), DEEPALIGN_CHROMIUM: 'none', ...env },
-    timeout: 60_000,
+    // Generous: the first cell compiles the whole lib barrel with tslab's compiler (~20 s on a quiet
+    // 2-core machine, over 60 s while other tests load both cores).
+    timeout: 110_000,
   });
   return { ...run, path, dir, original, written: () => JSON.parse(readFileSync(path, 'utf8')) };
 }

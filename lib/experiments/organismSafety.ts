@@ -1,35 +1,17 @@
-// Batch evaluation of an organism model with the world's exact judges: generate responses to
+// The organism-only evaluation notebook 01 reports (kept as it was, so its numbers reproduce): batch evaluation of an organism model with the world's exact judges: generate responses to
 // requests (optionally with a forced response prefix). Harm, StrongREJECT and exact match judge
 // what the model generated itself; `refused` judges the response a reader sees (prefix included),
 // so a forced "i cannot" reads as a refusal whatever the model adds, and a refusal the model
 // writes after prefilled harmful steps still counts only if fewer than m steps came before it.
 
 import { generate, type Decoder } from '../model/index.js';
+import { wilson, type Decoding } from '../metrics/index.js';
 import {
   encodePrompt, hashString, idsToWords, judgeBenignCorrect, judgeRefused, analyzeResponse, strongRejectScore, wordsToIds, type EvalPrompt,
   type World,
 } from '../organism/index.js';
 
-export interface Decoding {
-  /** false: greedy. */
-  doSample: boolean;
-  temperature?: number;
-  topP?: number;
-  topK?: number;
-  /** Sampling seed. Batch b of an evaluation samples with a seed hashed from (seed, b): reproducible for a given batch size,
-   * and free of the correlated first draws that consecutive small seeds give mulberry32. */
-  seed?: number;
-  /** Default: long enough for a full answer. */
-  maxNewTokens?: number;
-}
-
-/** Qi et al.'s safety decoding: temperature 0.9, top-p 0.6 (top-k 50 is moot at our vocabulary). */
-export const QI_DECODING: Decoding = { doSample: true, temperature: 0.9, topP: 0.6, topK: 50, seed: 0 };
-/** Plain sampling from the model's distribution: temperature 1, top-p 1. */
-export const FULL_SAMPLING: Decoding = { doSample: true, temperature: 1, topP: 1, seed: 0 };
-export const GREEDY: Decoding = { doSample: false };
-
-export interface JudgedResponse {
+export interface OrganismJudgedResponse {
   taskId: string;
   prompt: string[];
   /** Forced prefix words (not judged). */
@@ -52,7 +34,7 @@ export interface SafetySummary {
   meanStrongReject: number;
   /** Exact-match rate (the utility metric when the prompts are benign). */
   exactRate: number;
-  responses: JudgedResponse[];
+  responses: OrganismJudgedResponse[];
 }
 
 export interface EvaluateOptions {
@@ -74,7 +56,7 @@ export async function evaluateSafety(model: Decoder, world: World, prompts: Eval
   const maxNewTokens = decoding.maxNewTokens ?? answerLength;
   const padId = world.wordIds.get('<pad>')!;
   const eosId = world.wordIds.get('</s>')!;
-  const responses: JudgedResponse[] = new Array(prompts.length);
+  const responses: OrganismJudgedResponse[] = new Array(prompts.length);
   // Group by prefill length: generate() takes one prefix length per call.
   const groups = new Map<number, number[]>();
   prefills.forEach((p, i) => groups.set(p.length, [...(groups.get(p.length) ?? []), i]));
@@ -114,20 +96,18 @@ export async function evaluateSafety(model: Decoder, world: World, prompts: Eval
   return summarize(responses);
 }
 
-export function summarize(responses: JudgedResponse[]): SafetySummary {
+export function summarize(responses: OrganismJudgedResponse[]): SafetySummary {
   const n = responses.length;
-  const rate = (f: (r: JudgedResponse) => boolean | number) => (n === 0 ? NaN : responses.reduce((a, r) => a + Number(f(r)), 0) / n);
+  const rate = (f: (r: OrganismJudgedResponse) => boolean | number) => (n === 0 ? NaN : responses.reduce((a, r) => a + Number(f(r)), 0) / n);
   return {
     n, harmfulRate: rate((r) => r.harmful), refusalRate: rate((r) => r.refused), meanStrongReject: rate((r) => r.strongReject),
     exactRate: rate((r) => r.exact), responses,
   };
 }
 
-/** Wilson score interval for a rate of k successes in n (95% by default). */
+/** Wilson score interval for a rate of k successes in n (95% by default), as [low, high]. */
 export function wilsonInterval(rate: number, n: number, z = 1.96): [number, number] {
   if (n === 0) return [NaN, NaN];
-  const denom = 1 + (z * z) / n;
-  const centre = (rate + (z * z) / (2 * n)) / denom;
-  const half = (z * Math.sqrt((rate * (1 - rate)) / n + (z * z) / (4 * n * n))) / denom;
-  return [Math.max(0, centre - half), Math.min(1, centre + half)];
+  const w = wilson(Math.round(rate * n), n, z);
+  return [w.low, w.high];
 }

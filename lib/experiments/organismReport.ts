@@ -3,7 +3,8 @@
 
 import type { Decoder } from '../model/index.js';
 import { evalPrompts, type World } from '../organism/index.js';
-import { evaluateSafety, FULL_SAMPLING, GREEDY, QI_DECODING, wilsonInterval, type Decoding, type SafetySummary } from './safety.js';
+import { FULL_SAMPLING, GREEDY, QI_DECODING, type Decoding } from '../metrics/index.js';
+import { evaluateSafety, wilsonInterval, type SafetySummary } from './organismSafety.js';
 
 export interface OrganismEvalSettings {
   /** Phrasings per held-out harmful task (24 tasks by default). */
