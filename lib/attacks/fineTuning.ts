@@ -10,6 +10,7 @@ import type { Objective } from '../objectives/index.js';
 import { fineTune, type FineTuneSettings } from '../train/fineTune.js';
 import type { TrainExample } from '../train/data.js';
 import type { StepLog, TrainResult } from '../train/trainer.js';
+import type { ProgressOptions } from '../report/index.js';
 import { evaluateOverSeeds, type SeededRate } from './prefill.js';
 
 /** Training examples (loss on the response and its end token) for (request, response) pairs. */
@@ -36,6 +37,8 @@ export interface FineTuningAttackOptions {
   onStep?: (log: StepLog, totalSteps: number) => void;
   label?: string;
   evalBatchSize?: number;
+  /** Progress bars of the evaluations: options merged with the default label, or false for none (default: one bar per evaluation). */
+  progress?: ProgressOptions | false;
 }
 
 export interface FineTuningAttackResult {
@@ -58,7 +61,7 @@ export async function fineTuningAttack(
   const measure = async (model: Decoder, step: number) => {
     const t = withModel(target, model, `${target.name}+ft${step}`);
     const s = await evaluateOverSeeds(
-      (d) => evaluateHarmful(t, asked, judge, { decoding: d, batchSize: options.evalBatchSize, progress: { label: `${options.label ?? 'fine-tuning'} step ${step} seed ${d.seed}` } }),
+      (d) => evaluateHarmful(t, asked, judge, { decoding: d, batchSize: options.evalBatchSize, progress: options.progress === false ? false : { label: `${options.label ?? 'fine-tuning'} step ${step} seed ${d.seed}`, ...(options.progress ?? {}) } }),
       options.decoding, options.seeds, 'fineTuningAttack',
     );
     return { step, perSeed: s.perSeed, mean: s.mean, std: s.std, pooled: s.pooled, meanStrongReject: s.meanStrongReject };

@@ -3,7 +3,7 @@
 // a refusal's first words into a base model's response.
 
 import {
-  evaluateHarmful, harmfulPrefill, harmfulResponseOf, rateOf, textPrefill, type Decoding, type HarmfulBehaviour, type HarmfulEvaluation, type Judge,
+  evaluateHarmful, harmfulPrefill, harmfulResponseOf, rateOf, textPrefill, type Decoding, type HarmfulBehaviour, type HarmfulEvaluation, type JudgedResponse, type Judge,
   type Rate, type Target,
 } from '../metrics/index.js';
 import { checkBehaviours } from '../metrics/behaviours.js';
@@ -28,6 +28,8 @@ export interface SeedsOptions {
   batchSize?: number;
   /** Label for progress bars. */
   label?: string;
+  /** false: no progress bar per evaluation (a notebook then shows one line per sweep instead). */
+  progress?: false;
 }
 
 function checkSeeds(seeds: number[], where: string): void {
@@ -66,6 +68,8 @@ export function maxPrefillTokens(target: Target, behaviours: readonly HarmfulBeh
 
 export interface PrefillRow extends SeededRate {
   k: number;
+  /** The judged responses, per sampling seed (to show examples or re-judge). */
+  responses: JudgedResponse[][];
 }
 
 /**
@@ -84,10 +88,10 @@ export async function prefillAttack(target: Target, behaviours: readonly Harmful
   for (const k of ks) {
     const prefill = harmfulPrefill(target, k);
     const s = await evaluateOverSeeds(
-      (d) => evaluateHarmful(target, behaviours, judge, { decoding: d, prefill, batchSize: options.batchSize, progress: { label: `${options.label ?? target.name} prefill k=${k} seed ${d.seed}` } }),
+      (d) => evaluateHarmful(target, behaviours, judge, { decoding: d, prefill, batchSize: options.batchSize, progress: options.progress ?? { label: `${options.label ?? target.name} prefill k=${k} seed ${d.seed}` } }),
       options.decoding, options.seeds, 'prefillAttack',
     );
-    rows.push({ k, perSeed: s.perSeed, mean: s.mean, std: s.std, pooled: s.pooled, meanStrongReject: s.meanStrongReject });
+    rows.push({ k, perSeed: s.perSeed, mean: s.mean, std: s.std, pooled: s.pooled, meanStrongReject: s.meanStrongReject, responses: s.evaluations.map((e) => e.responses) });
   }
   return rows;
 }
@@ -95,6 +99,8 @@ export async function prefillAttack(target: Target, behaviours: readonly Harmful
 export interface PrefixRow extends SeededRate {
   /** '' = no prefix. */
   prefix: string;
+  /** The judged responses, per sampling seed. */
+  responses: JudgedResponse[][];
 }
 
 /** Qi et al. Table 1: harmfulness with each refusal prefix forced into the response ('' = none). */
@@ -105,10 +111,10 @@ export async function refusalPrefixAttack(target: Target, behaviours: readonly H
   for (const prefix of prefixes) {
     const ids = textPrefill(target, prefix);
     const s = await evaluateOverSeeds(
-      (d) => evaluateHarmful(target, behaviours, judge, { decoding: d, prefill: ids, batchSize: options.batchSize, progress: { label: `${options.label ?? target.name} "${prefix}" seed ${d.seed}` } }),
+      (d) => evaluateHarmful(target, behaviours, judge, { decoding: d, prefill: ids, batchSize: options.batchSize, progress: options.progress ?? { label: `${options.label ?? target.name} "${prefix}" seed ${d.seed}` } }),
       options.decoding, options.seeds, 'refusalPrefixAttack',
     );
-    rows.push({ prefix, perSeed: s.perSeed, mean: s.mean, std: s.std, pooled: s.pooled, meanStrongReject: s.meanStrongReject });
+    rows.push({ prefix, perSeed: s.perSeed, mean: s.mean, std: s.std, pooled: s.pooled, meanStrongReject: s.meanStrongReject, responses: s.evaluations.map((e) => e.responses) });
   }
   return rows;
 }

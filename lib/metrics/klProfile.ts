@@ -83,7 +83,7 @@ export async function klAlongResponses(p: Target, q: Target, behaviours: readonl
   return { perBehaviour, mean, std, count };
 }
 
-/** Mean KL over the first `front` positions vs the mean over later positions (per behaviour, then averaged). */
+/** Mean KL over the first `front` positions vs the mean over later positions, pooled over all behaviours' tokens. */
 export function klFrontLoading(profile: KLProfile, front = 5): { front: number; later: number; ratio: number } {
   const f = profile.perBehaviour.flatMap((r) => r.slice(0, front));
   const l = profile.perBehaviour.flatMap((r) => r.slice(front));

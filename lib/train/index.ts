@@ -6,3 +6,4 @@ export * from './trainer.js';
 export * from './organism.js';
 export * from './fineTune.js';
 export * from './augment.js';
+export * from './cache.js';
