@@ -97,7 +97,7 @@ const cellContext = new AsyncLocalStorage<number>();
 /** After the last cell, how long to wait for timers the notebook left pending before judging
  * the run: an error they throw must fail it. Only waited while timers are pending, so a notebook
  * that leaves none costs a few event-loop turns. */
-const DRAIN_LIMIT_MS = 500;
+const DRAIN_LIMIT_MS = 2000;
 
 const formatError = (error: unknown): string =>
   error instanceof Error ? (error.stack ?? `${error.name}: ${error.message}`) : String(error);
