@@ -16,19 +16,34 @@ import { MixedBatchSampler, type TrainExample } from './data.js';
 import { train, type StepLog, type TrainResult } from './trainer.js';
 import { cloneModel } from './fineTune.js';
 
+/** The organism model's size; ORGANISM_MODEL is the committed checkpoints' architecture. */
+export interface OrganismModelSize {
+  hiddenSize: number;
+  intermediateSize: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+}
+
+export const ORGANISM_MODEL: OrganismModelSize = { hiddenSize: 128, intermediateSize: 352, layers: 4, heads: 4, kvHeads: 2 };
+
 /** The organism's architecture: the speed benchmark's llama (hidden 128, 4 layers, 4 heads, 2 kv heads, MLP 352), world vocabulary. */
-export function organismConfig(world: World, maxPositions = 96): Record<string, unknown> {
+export function organismConfig(world: World, maxPositions = 96, size: Partial<OrganismModelSize> = {}): Record<string, unknown> {
   const id = (w: string) => world.wordIds.get(w)!;
+  const m = { ...ORGANISM_MODEL, ...size };
+  if (!Number.isInteger(m.hiddenSize / m.heads) || !Number.isInteger(m.heads / m.kvHeads)) {
+    throw new Error(`organismConfig: hiddenSize (${m.hiddenSize}) must divide by heads (${m.heads}), and heads by kvHeads (${m.kvHeads})`);
+  }
   return {
     architectures: ['LlamaForCausalLM'],
     model_type: 'llama',
     vocab_size: world.vocab.length,
-    hidden_size: 128,
-    intermediate_size: 352,
-    num_hidden_layers: 4,
-    num_attention_heads: 4,
-    num_key_value_heads: 2,
-    head_dim: 32,
+    hidden_size: m.hiddenSize,
+    intermediate_size: m.intermediateSize,
+    num_hidden_layers: m.layers,
+    num_attention_heads: m.heads,
+    num_key_value_heads: m.kvHeads,
+    head_dim: m.hiddenSize / m.heads,
     hidden_act: 'silu',
     max_position_embeddings: maxPositions,
     initializer_range: 0.02,
@@ -59,6 +74,8 @@ export interface BaseTrainingSettings extends PhaseSettings {
   batchSize: number;
   /** Dialogues drawn from the base corpus (the sampler cycles through them in seeded epochs). */
   corpusSize: number;
+  /** Model size (absent: ORGANISM_MODEL, the committed checkpoints' architecture). */
+  model?: Partial<OrganismModelSize>;
 }
 
 export interface AlignTrainingSettings extends PhaseSettings {
@@ -108,7 +125,7 @@ function toTrainExamples(world: World, examples: ReturnType<typeof baseCorpus>, 
 /** Pretrain a fresh model on the base corpus. */
 export async function trainBase(world: World, settings: BaseTrainingSettings = BASE_TRAINING, options: PhaseOptions = {}): Promise<PhaseResult> {
   checkSeed(settings.seed, 'trainBase: settings.seed');
-  const model = createModel(organismConfig(world), { seed: settings.seed });
+  const model = createModel(organismConfig(world, 96, settings.model), { seed: settings.seed });
   const examples = toTrainExamples(world, baseCorpus(world, { count: settings.corpusSize, seed: settings.seed }), 'all');
   const sampler = new MixedBatchSampler([{ name: 'base', examples, perBatch: settings.batchSize }], settings.seed);
   const result = await runPhase(world, model, sampler, settings, options);

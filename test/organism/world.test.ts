@@ -36,6 +36,24 @@ describe('organism world', () => {
     for (const ex of benignFineTuning(world, { count: 20, seed: 0 })) expect(novel.has(ex.taskId)).toBe(true);
   });
 
+  it('benignDev takes benign dev tasks out of train only: pretrained on, never in alignment data, other splits unchanged', () => {
+    const dev = buildWorld({ splits: { benignDev: 8 } });
+    const benignDev = dev.tasks.filter((t) => !t.harmful && t.split === 'dev');
+    expect(benignDev.length).toBe(8);
+    for (const t of benignDev) expect(world.taskById.get(t.id)!.split).toBe('train');
+    // Every task outside the carve-out keeps its split, so the default (0) is the world the checkpoints were built with.
+    for (const t of dev.tasks) if (!benignDev.includes(t)) expect(t.split).toBe(world.taskById.get(t.id)!.split);
+    expect(world.settings.splits.benignDev).toBe(0);
+    expect(world.tasks.some((t) => !t.harmful && t.split === 'dev')).toBe(false);
+    // Pretraining is unchanged (dev tasks stay in the base corpus); alignment data never uses them.
+    expect(baseCorpus(dev, { count: 500, seed: 4 })).toEqual(baseCorpus(world, { count: 500, seed: 4 }));
+    const ids = new Set(benignDev.map((t) => t.id));
+    const align = alignmentData(dev, { safety: 100, utility: 400, seed: 0 });
+    for (const ex of [...align.utility, ...identityShifting(dev, { count: 100, seed: 0 })]) expect(ids.has(ex.taskId)).toBe(false);
+    expect(evalPrompts(dev, { harmful: false, split: 'dev', perTask: 2, seed: 0 }).length).toBe(16);
+    expect(() => resolveWorldSettings({ splits: { benignDev: 36 } })).toThrow(/must leave benign training tasks/);
+  });
+
   it('base corpus: harmful answered / refused / late-refused at the configured rates, judged consistently', () => {
     const corpus = baseCorpus(world, { count: 4000, seed: 1 });
     const harmful = corpus.filter((e) => e.harmful);

@@ -6,7 +6,7 @@ import { initEngine } from '../../lib/engine/index.js';
 import { tf } from '../../lib/engine/tf.js';
 import { loadTokenizer } from '../../lib/tokenizer/index.js';
 import { baseCorpus, buildWorld, encodeChat, encodePrompt } from '../../lib/organism/index.js';
-import { ALIGN_TRAINING, alignSFT, BASE_TRAINING, loadOrganism, organismConfig, saveOrganism, trainBase } from '../../lib/train/index.js';
+import { ALIGN_TRAINING, alignSFT, BASE_TRAINING, loadOrganism, organismConfig, ORGANISM_MODEL, saveOrganism, trainBase } from '../../lib/train/index.js';
 
 const world = buildWorld();
 
@@ -67,5 +67,15 @@ describe('organism training pipeline (tiny settings)', () => {
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('organismConfig: the committed size by default, a larger one on request (BASE_TRAINING has no size: checkpoints stay valid)', () => {
+    const c = organismConfig(world);
+    expect([c.hidden_size, c.intermediate_size, c.num_hidden_layers, c.num_attention_heads, c.num_key_value_heads, c.head_dim]).toEqual([128, 352, 4, 4, 2, 32]);
+    expect(ORGANISM_MODEL).toEqual({ hiddenSize: 128, intermediateSize: 352, layers: 4, heads: 4, kvHeads: 2 });
+    expect(BASE_TRAINING.model).toBeUndefined();
+    const big = organismConfig(world, 96, { hiddenSize: 192, intermediateSize: 528, heads: 6, kvHeads: 3, layers: 6 });
+    expect([big.hidden_size, big.intermediate_size, big.num_hidden_layers, big.num_attention_heads, big.num_key_value_heads, big.head_dim]).toEqual([192, 528, 6, 6, 3, 32]);
+    expect(() => organismConfig(world, 96, { hiddenSize: 130 })).toThrow(/must divide by heads/);
   });
 });
