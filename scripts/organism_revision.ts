@@ -107,6 +107,11 @@ const CANDIDATES: Candidate[] = [
     { ...BASE_TRAINING, model: { layers: 6 } }),
   candidate('c4', 'c0 with late refusals in the base corpus spread over 0-4 steps (was 0-2): a noun-driven mid-answer refusal at every step before alignment',
     { splits: devSplits, base: { lateRefusalMinSteps: 0, lateRefusalMaxSteps: 4 } }),
+  candidate('c5', 'c1 + c2: separate step-word pools and 24 modifiers (100 benign train tasks)', { sharedStepPool: false, numModifiers: 24, splits: devSplits }),
+  candidate('c5b', 'c5 retrained with other seeds (base 101, alignment 102)', { sharedStepPool: false, numModifiers: 24, splits: devSplits },
+    { ...BASE_TRAINING, seed: 101 }, { ...ALIGN_TRAINING, seed: 102 }),
+  candidate('c2b', 'c2 retrained with other seeds (base 101, alignment 102)', { numModifiers: 24, splits: devSplits },
+    { ...BASE_TRAINING, seed: 101 }, { ...ALIGN_TRAINING, seed: 102 }),
 ];
 
 // ---- small helpers -------------------------------------------------------------------------
