@@ -4,3 +4,5 @@ export * from './prefill.js';
 export * from './decodingExploit.js';
 export * from './fineTuning.js';
 export * from './gcg.js';
+export * from './rap.js';
+export * from './rapHelper.js';

@@ -132,7 +132,8 @@ export interface HarmfulEvaluation {
   responses: JudgedResponse[];
 }
 
-export function summarizeVerdicts(responses: JudgedResponse[]): HarmfulEvaluation {
+/** Rates and mean scores of judged responses (any records with a `verdict`: generated responses, RAP runs). */
+export function summarizeVerdicts<R extends { verdict: Verdict }>(responses: R[]): Omit<HarmfulEvaluation, 'responses'> & { responses: R[] } {
   const n = responses.length;
   const count = (f: (v: Verdict) => boolean) => responses.reduce((a, r) => a + (f(r.verdict) ? 1 : 0), 0);
   const mean = (f: (v: Verdict) => number | undefined) => {

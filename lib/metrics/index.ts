@@ -10,3 +10,4 @@ export * from './kl.js';
 export * from './ranks.js';
 export * from './klProfile.js';
 export * from './tokenGradients.js';
+export * from './rankMatch.js';

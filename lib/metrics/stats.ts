@@ -26,7 +26,8 @@ export function wilson(k: number, n: number, z = 1.96): WilsonInterval {
   const denom = 1 + z2 / n;
   const centre = (rate + z2 / (2 * n)) / denom;
   const half = (z * Math.sqrt((rate * (1 - rate)) / n + z2 / (4 * n * n))) / denom;
-  return { rate, low: Math.max(0, centre - half), high: Math.min(1, centre + half), k, n };
+  // The bounds are exactly 0 at k = 0 and 1 at k = n; centre - half leaves ~1e-19 of rounding there.
+  return { rate, low: k === 0 ? 0 : Math.max(0, centre - half), high: k === n ? 1 : Math.min(1, centre + half), k, n };
 }
 
 export interface MeanStd {

@@ -55,22 +55,29 @@ export function crossEntropyLoss(model: CausalLM, batch: Batch): { loss: tf.Scal
   return { loss, tokens: ce.count, ce };
 }
 
+/**
+ * Per-source token-mean losses `loss/<source>` of a mixed batch (none when the batch has a single
+ * source), so mixed batches show each data set's loss separately.
+ */
+export function perSourceLosses(ce: MaskedCrossEntropy, sources: readonly string[]): Record<string, tf.Scalar> {
+  const metrics: Record<string, tf.Scalar> = {};
+  const names = [...new Set(sources)];
+  if (names.length > 1) {
+    for (const name of names) {
+      const select = tf.tensor1d(sources.map((s) => (s === name ? 1 : 0)), 'float32');
+      metrics[`loss/${name}`] = tf.div(tf.sum(tf.mul(ce.perRow, select)), tf.maximum(tf.sum(tf.mul(ce.rowCount, select)), 1)) as tf.Scalar;
+    }
+  }
+  return metrics;
+}
+
 /** Standard SFT / pretraining objective: cross-entropy on lossMask tokens, token-level mean. */
 export function crossEntropyObjective(): Objective {
   return {
     name: 'cross_entropy',
     compute(model, batch) {
       const { loss, tokens, ce } = crossEntropyLoss(model, batch);
-      const metrics: Record<string, tf.Scalar> = { tokens };
-      // Per-source mean loss, so mixed batches show each data set's loss separately.
-      const names = [...new Set(batch.sources)];
-      if (names.length > 1) {
-        for (const name of names) {
-          const select = tf.tensor1d(batch.sources.map((s) => (s === name ? 1 : 0)), 'float32');
-          metrics[`loss/${name}`] = tf.div(tf.sum(tf.mul(ce.perRow, select)), tf.maximum(tf.sum(tf.mul(ce.rowCount, select)), 1)) as tf.Scalar;
-        }
-      }
-      return { loss, metrics };
+      return { loss, metrics: { tokens, ...perSourceLosses(ce, batch.sources) } };
     },
   };
 }

@@ -4,3 +4,7 @@ export * from './crossEntropy.js';
 export * from './augmentation.js';
 export * from './responseCE.js';
 export * from './constrainedSFT.js';
+export * from './prefillSpans.js';
+export * from './presto.js';
+export * from './pushForward.js';
+export * from './augmentationObjective.js';

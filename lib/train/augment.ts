@@ -6,7 +6,9 @@
 import { generateResponses, type BenignBehaviour, type HarmfulBehaviour, type Target } from '../metrics/index.js';
 import { checkBehaviours, harmfulResponseOf } from '../metrics/behaviours.js';
 import { trainingExample } from '../metrics/target.js';
-import { sampleAugmentationExamples, type AugmentationTriplet } from '../objectives/index.js';
+import {
+  augmentationObjective, collatePrefillSpans, sampleAugmentationExamples, type AugmentationTriplet, type PrestoOptions, type PushForwardOptions,
+} from '../objectives/index.js';
 import type { Decoder } from '../model/index.js';
 import type { DataSource, TrainExample } from './data.js';
 import { fineTune, type FineTuneOptions, type FineTuneSettings } from './fineTune.js';
@@ -51,18 +53,48 @@ export const AUGMENTATION_DEFAULTS: Omit<AugmentationSettings, 'steps' | 'peakLr
   warmupSteps: 5, decay: 'constant', beta1: 0.9, beta2: 0.999, weightDecay: 0, clipNorm: 1, safetyPerBatch: 16, anchorPerBatch: 64, poolPerTriplet: 10, maxK: 100,
 };
 
-/** The two training sources of an augmentation run. */
-export function augmentationSources(target: Target, safety: readonly HarmfulBehaviour[], anchor: TrainExample[], settings: AugmentationSettings): DataSource[] {
-  const pool = sampleAugmentationExamples(augmentationTripletsFor(target, safety), { perTriplet: settings.poolPerTriplet, seed: settings.seed, maxK: settings.maxK });
+/**
+ * The two training sources of an augmentation run. With `prefillSpans`, every safety example also
+ * carries `extras.prefill = { start: |x|, length: k }` (its harmful prefix h[:k]; k = 0 for a plain
+ * refusal) for PRESTO and push-forward alignment; the anchor examples carry none.
+ */
+export function augmentationSources(
+  target: Target, safety: readonly HarmfulBehaviour[], anchor: TrainExample[], settings: AugmentationSettings, options: { prefillSpans?: boolean } = {},
+): DataSource[] {
+  const triplets = augmentationTripletsFor(target, safety);
+  const pool = sampleAugmentationExamples(triplets, { perTriplet: settings.poolPerTriplet, seed: settings.seed, maxK: settings.maxK });
+  const examples: TrainExample[] = options.prefillSpans
+    ? pool.map((e) => ({ ids: e.ids, lossMask: e.lossMask, extras: { prefill: { start: triplets[e.triplet].prompt.length, length: e.k } } }))
+    : pool.map((e) => ({ ids: e.ids, lossMask: e.lossMask }));
   return [
-    { name: 'safety', examples: pool.map((e) => ({ ids: e.ids, lossMask: e.lossMask })), perBatch: settings.safetyPerBatch },
+    { name: 'safety', examples, perBatch: settings.safetyPerBatch },
     { name: 'anchor', examples: anchor, perBatch: settings.anchorPerBatch },
   ];
 }
 
-/** Train a copy of the target's model with data augmentation (the caller disposes the returned model). */
+export interface AugmentOptions extends FineTuneOptions {
+  /** Train augmentation + PRESTO (Vega & Singh): the attention term on each safety example's harmful prefix. */
+  presto?: PrestoOptions;
+  /** Train augmentation + push-forward alignment (rank matching of the post-prefill distribution). */
+  pushForward?: PushForwardOptions;
+}
+
+/**
+ * Train a copy of the target's model with data augmentation (the caller disposes the returned
+ * model). With `presto` and/or `pushForward` the objective is augmentationObjective({ presto,
+ * pushForward }) over the same sources, whose safety examples then carry their prefill spans
+ * (collatePrefillSpans builds the batches' prefill masks); neither given: plain augmentation.
+ */
 export async function augmentModel(
-  target: Target, safety: readonly HarmfulBehaviour[], anchor: TrainExample[], settings: AugmentationSettings, options: FineTuneOptions = {},
+  target: Target, safety: readonly HarmfulBehaviour[], anchor: TrainExample[], settings: AugmentationSettings, options: AugmentOptions = {},
 ): Promise<{ model: Decoder; result: TrainResult }> {
-  return fineTune(target.model, augmentationSources(target, safety, anchor, settings), target.padTokenId, settings, options);
+  const { presto, pushForward, ...rest } = options;
+  if (presto === undefined && pushForward === undefined) {
+    return fineTune(target.model, augmentationSources(target, safety, anchor, settings), target.padTokenId, settings, rest);
+  }
+  if (rest.objective || rest.batchExtras) {
+    throw new Error('augmentModel: `presto` / `pushForward` set the objective and batch extras; do not pass `objective` or `batchExtras` with them');
+  }
+  const objective = augmentationObjective({ presto, pushForward });
+  return fineTune(target.model, augmentationSources(target, safety, anchor, settings, { prefillSpans: true }), target.padTokenId, settings, { ...rest, objective, batchExtras: collatePrefillSpans });
 }

@@ -32,8 +32,12 @@ export interface FineTuneSettings {
   seed: number;
 }
 
-/** Qi et al.'s fine-tuning attack optimiser: AdamW beta1 0.5, beta2 0.999, 10-step linear warmup (lr scaled to the model by the caller). */
-export const QI_FINETUNE: Omit<FineTuneSettings, 'steps' | 'peakLr' | 'seed'> = { warmupSteps: 10, decay: 'constant', beta1: 0.5, beta2: 0.999, weightDecay: 0, clipNorm: 1 };
+/**
+ * Qi et al.'s fine-tuning attack optimiser: AdamW beta1 0.5, beta2 0.999, 10-step linear warmup,
+ * then linear decay to 0 at the last step (the HF Trainer default, lr_scheduler_type 'linear', which
+ * the authors' finetune.py leaves in place); the lr is scaled to the model by the caller.
+ */
+export const QI_FINETUNE: Omit<FineTuneSettings, 'steps' | 'peakLr' | 'seed'> = { warmupSteps: 10, decay: 'linear', minLrRatio: 0, beta1: 0.5, beta2: 0.999, weightDecay: 0, clipNorm: 1 };
 
 export interface FineTuneOptions {
   /** Default: token-level cross-entropy on the examples' loss masks. */

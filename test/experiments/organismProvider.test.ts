@@ -35,9 +35,14 @@ describe('organism provider', () => {
     expect(new Set(set.harmful.map((b) => b.id)).size).toBe(set.harmful.length);
     expect(organismBehaviours(world, { perTask: 2, seed: 1 })).toEqual(set);
     expect(() => organismBehaviours(world, { perTask: 0 })).toThrow(/perTask/);
-    const dev = organismBehaviours(world, { split: 'dev' });
-    expect(dev.harmful.every((b) => world.taskById.get(b.meta!.taskId)!.split === 'dev')).toBe(true);
+    const devWorld = buildWorld({ splits: { benignDev: 8 } });
+    const dev = organismBehaviours(devWorld, { split: 'dev' });
+    expect(dev.harmful.every((b) => devWorld.taskById.get(b.meta!.taskId)!.split === 'dev')).toBe(true);
     expect(dev.benign.length).toBeGreaterThan(0);
+    expect(dev.benign.every((b) => devWorld.taskById.get(b.meta!.taskId)!.split === 'dev')).toBe(true);
+    // A world without benign dev tasks gives no benign dev behaviours, never another split's.
+    const noBenignDev = buildWorld({ splits: { benignDev: 0 } });
+    expect(organismBehaviours(noBenignDev, { split: 'dev' }).benign).toEqual([]);
   });
 
   it('judge: the exact judges, with prefilled words never counted as the model\'s own steps', async () => {
