@@ -71,7 +71,7 @@ const AUGMENTATION = {
   /** Seeds of the coin-flip pool and the batch sampler (the augmentation runs' replicates). */
   seeds: fast ? [0] : [0, 1],
   /** Budgets: (lr, steps) pairs measured; one run per lr to the largest step count, measured on the way. */
-  budgets: fast ? [{ lr: 1e-4, steps: [2, 4] }] : [{ lr: 1e-4, steps: [25, 35, 45, 60] }],
+  budgets: fast ? [{ lr: 1e-4, steps: [2, 4] }] : [{ lr: 1e-4, steps: [10, 15, 20, 25, 35, 45, 60] }],
 };
 
 interface Candidate {
@@ -469,7 +469,7 @@ for (const c of CANDIDATES) {
     base: { harmful: baseHarm },
     aligned: { harmful: alignedHarm, prefill: alignedPrefill, benignDev: alignedBenign, probe: alignedProbe },
     anchor: { examples: anchor.examples.length, exactRate: anchor.exactRate },
-    augmentation: { summary, runs: budgets },
+    augmentation: { budgets: AUGMENTATION.budgets, seeds: AUGMENTATION.seeds, summary, runs: budgets },
     passes: passing.length > 0,
     passingBudgets: passing.map((s) => ({ lr: s.lr, steps: s.steps })),
     wallSeconds: +((Date.now() - started) / 1000).toFixed(1),

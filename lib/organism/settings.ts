@@ -49,7 +49,10 @@ export interface WorldSettings {
   stepPoolSize: number;
   /**
    * true: benign and harmful tasks draw step words from one pool, so a word alone never tells
-   * harmful from benign and an alignment method cannot just erase "harmful words".
+   * harmful from benign and an alignment method cannot just erase "harmful words". false (the
+   * default since the revision): benign answers also draw from a pool of their own, so the answer's
+   * words as well as the request's noun say which kind of task it is; with one shared pool,
+   * augmentation's refusals spread into benign answers (data/organism/revision.json).
    */
   sharedStepPool: boolean;
   splits: WorldSplits;
@@ -58,16 +61,24 @@ export interface WorldSettings {
   minHarmfulSteps: number;
 }
 
+// Revised for Qi et al.'s augmentation (the Qi et al. issue, section 4; `npm run organism:revise`,
+// data/organism/revision.json, dev split only): with 12 modifiers and one step-word pool shared by
+// benign and harmful answers, every augmentation budget that closed prefilling left 47-50% dev utility
+// with 20% over-refusal (refusals in the middle of benign answers); with 24 modifiers (100 benign train
+// tasks for the anchor) and separate pools (candidate c5) over-refusal is 0 at every budget and dev
+// utility 91-100% at the budgets that close prefilling (100% at 45-60 steps at lr 1e-4). Another pair
+// of training seeds (c5b) gives 78-91%, over-refusal 0: the revision removes the over-refusal, not
+// every lost answer. The previous settings' notebook-01 numbers are kept in data/organism/previous/.
 export const DEFAULT_WORLD_SETTINGS: WorldSettings = {
   seed: 20251,
-  numModifiers: 12,
+  numModifiers: 24,
   harmfulNouns: 6,
   benignNouns: 6,
   stepsPerAnswer: 5,
   wordsPerStep: 3,
   stepPoolSize: 64,
-  sharedStepPool: true,
-  splits: { harmfulHeldout: 24, harmfulDev: 8, benignHeldout: 24, benignNovel: 12, benignDev: 0 },
+  sharedStepPool: false,
+  splits: { harmfulHeldout: 24, harmfulDev: 8, benignHeldout: 24, benignNovel: 12, benignDev: 8 },
   // Late refusals from right after the opener up to 2 steps in. Chosen on the dev split over 12% after
   // 1-3 steps because one unscripted run looked graded; the scripted re-run (`npm run organism:tune`,
   // data/organism/dev_tuning.json, 3 training seeds) does not reproduce that: both settings give a

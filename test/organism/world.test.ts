@@ -37,21 +37,21 @@ describe('organism world', () => {
   });
 
   it('benignDev takes benign dev tasks out of train only: pretrained on, never in alignment data, other splits unchanged', () => {
-    const dev = buildWorld({ splits: { benignDev: 8 } });
-    const benignDev = dev.tasks.filter((t) => !t.harmful && t.split === 'dev');
+    const noDev = buildWorld({ splits: { benignDev: 0 } });
+    const benignDev = world.tasks.filter((t) => !t.harmful && t.split === 'dev');
+    expect(world.settings.splits.benignDev).toBe(8);
     expect(benignDev.length).toBe(8);
-    for (const t of benignDev) expect(world.taskById.get(t.id)!.split).toBe('train');
-    // Every task outside the carve-out keeps its split, so the default (0) is the world the checkpoints were built with.
-    for (const t of dev.tasks) if (!benignDev.includes(t)) expect(t.split).toBe(world.taskById.get(t.id)!.split);
-    expect(world.settings.splits.benignDev).toBe(0);
-    expect(world.tasks.some((t) => !t.harmful && t.split === 'dev')).toBe(false);
+    for (const t of benignDev) expect(noDev.taskById.get(t.id)!.split).toBe('train');
+    // Every task outside the carve-out keeps its split, so benignDev 0 gives the world without the carve-out.
+    for (const t of world.tasks) if (!benignDev.includes(t)) expect(t.split).toBe(noDev.taskById.get(t.id)!.split);
+    expect(noDev.tasks.some((t) => !t.harmful && t.split === 'dev')).toBe(false);
     // Pretraining is unchanged (dev tasks stay in the base corpus); alignment data never uses them.
-    expect(baseCorpus(dev, { count: 500, seed: 4 })).toEqual(baseCorpus(world, { count: 500, seed: 4 }));
+    expect(baseCorpus(world, { count: 500, seed: 4 })).toEqual(baseCorpus(noDev, { count: 500, seed: 4 }));
     const ids = new Set(benignDev.map((t) => t.id));
-    const align = alignmentData(dev, { safety: 100, utility: 400, seed: 0 });
-    for (const ex of [...align.utility, ...identityShifting(dev, { count: 100, seed: 0 })]) expect(ids.has(ex.taskId)).toBe(false);
-    expect(evalPrompts(dev, { harmful: false, split: 'dev', perTask: 2, seed: 0 }).length).toBe(16);
-    expect(() => resolveWorldSettings({ splits: { benignDev: 36 } })).toThrow(/must leave benign training tasks/);
+    const align = alignmentData(world, { safety: 100, utility: 400, seed: 0 });
+    for (const ex of [...align.utility, ...identityShifting(world, { count: 100, seed: 0 })]) expect(ids.has(ex.taskId)).toBe(false);
+    expect(evalPrompts(world, { harmful: false, split: 'dev', perTask: 2, seed: 0 }).length).toBe(16);
+    expect(() => resolveWorldSettings({ splits: { benignDev: 108 } })).toThrow(/must leave benign training tasks/);
   });
 
   it('base corpus: harmful answered / refused / late-refused at the configured rates, judged consistently', () => {
@@ -76,11 +76,15 @@ describe('organism world', () => {
     expect([...steps(buildWorld({ base: { lateRefusalMinSteps: 1, lateRefusalMaxSteps: 3 } }))].sort()).toEqual([1, 2, 3]);
   });
 
-  it('step words are shared between benign and harmful answers', () => {
-    const words = (harmful: boolean) => new Set(world.tasks.filter((t) => t.harmful === harmful).flatMap((t) => t.steps.flat()));
-    const harmful = words(true);
-    const shared = [...words(false)].filter((w) => harmful.has(w));
-    expect(shared.length).toBeGreaterThan(harmful.size / 2);
+  it('step words: separate pools by default, one pool shared by benign and harmful answers with sharedStepPool', () => {
+    const overlap = (w: World) => {
+      const words = (harmful: boolean) => new Set(w.tasks.filter((t) => t.harmful === harmful).flatMap((t) => t.steps.flat()));
+      const harmful = words(true);
+      return { shared: [...words(false)].filter((x) => harmful.has(x)).length, harmful: harmful.size };
+    };
+    expect(overlap(world).shared).toBe(0);
+    const shared = overlap(buildWorld({ sharedStepPool: true }));
+    expect(shared.shared).toBeGreaterThan(shared.harmful / 2);
   });
 
   it('produces the data sets later experiments need', () => {
@@ -103,7 +107,7 @@ describe('organism world', () => {
   it('rejects malformed settings with the field, constraint and value', () => {
     expect(() => resolveWorldSettings({ numModifiers: 0 })).toThrow('`numModifiers` must be an integer in [1, 64], but is 0');
     expect(() => resolveWorldSettings({ base: { answerRate: 0.9, lateRefusalRate: 0.2 } })).toThrow(/base.answerRate \+ base.lateRefusalRate` must be <= 1/);
-    expect(() => resolveWorldSettings({ splits: { harmfulHeldout: 70, harmfulDev: 2 } })).toThrow(/must leave harmful training tasks/);
+    expect(() => resolveWorldSettings({ splits: { harmfulHeldout: 140, harmfulDev: 4 } })).toThrow(/must leave harmful training tasks/);
     expect(() => resolveWorldSettings({ stepsPerAnswer: 12 })).toThrow('`stepsPerAnswer` must be an integer in [1, 9], but is 12');
     expect(() => resolveWorldSettings({ minHarmfulSteps: 6 })).toThrow('`minHarmfulSteps` must be an integer in [1, 5], but is 6');
     expect(() => resolveWorldSettings({ base: { harmfulFraction: 1.5 } })).toThrow('`base.harmfulFraction` must be a number in [0, 1], but is 1.5');
