@@ -4,7 +4,7 @@ import { Template } from '@huggingface/jinja';
 import {
   alignmentData, augmentationTriplets, backdoorData, baseCorpus, benignFineTuning, buildWorld, encodeChat, encodePrompt,
   evalPrompts, harmfulFineTuning, identityShifting, judgeHarmful, judgeRefused, REFUSAL_MARKERS, resolveWorldSettings,
-  Rng, tokenizerConfigJson, tokenizerJson, withTrigger,
+  Rng, tokenizerConfigJson, tokenizerJson, withTrigger, type World,
 } from '../../lib/organism/index.js';
 
 const world = buildWorld();
