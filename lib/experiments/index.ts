@@ -2,5 +2,6 @@
 // provider (target, behaviours, judge) and notebook 01's organism-only report live here, so that
 // lib/attacks, lib/metrics and lib/objectives never import the world.
 export * from './organism.js';
+export * from './augmentedOrganism.js';
 export * from './organismSafety.js';
 export * from './organismReport.js';
