@@ -20,6 +20,14 @@
 // saves a snapshot at every missing budget on the way (with a constant lr after warmup and a seeded
 // sampler the snapshot after s steps is the model of an s-step run); then every model is loaded
 // through cachedModel, which trains a still-missing one as its own s-step run.
+//
+// Defences on top of augmentation (notebook 08): with `defence: { presto }` and/or
+// `defence: { pushForward }` the same recipe, data, seeds and budgets train augmentModel with that
+// term (Vega & Singh's PRESTO, our push-forward alignment). Such a model's key is the plain key with
+// `defence` naming the defence and one more field, `defenceSettings` (the resolved PRESTO /
+// push-forward options, defaults filled in), and its folder is
+// `<cacheDir>/<tag>_lr<peakLr>_steps<steps>_seed<seed>` with tag e.g. `presto-w1` or `push-kl-w1`
+// (defenceTag). Without `defence` (or with an empty one) keys and folders are notebook 05's, unchanged.
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -28,6 +36,9 @@ import { readJsonFile } from '../io/index.js';
 import type { BenignBehaviour, HarmfulBehaviour, Target } from '../metrics/index.js';
 import { progress } from '../report/index.js';
 import { augmentModel, cachedModel, distilledAnchor, hasCachedModel, type AugmentationSettings, type TrainExample } from '../train/index.js';
+import {
+  resolvePrestoOptions, resolvePushForwardOptions, type PrestoOptions, type PushForwardOptions, type ResolvedPrestoOptions, type ResolvedPushForwardOptions,
+} from '../objectives/index.js';
 import type { World } from '../organism/index.js';
 import { organismBehaviours, organismTarget } from './organism.js';
 
@@ -50,6 +61,20 @@ export interface AugmentedOrganismOptions {
   anchor: AugmentedOrganismData;
   /** Rows per generate call for the distilled anchor (notebook 05: 64). */
   batchSize?: number;
+  /** A defence trained with the augmentation (notebook 08); absent or empty: plain augmentation, notebook 05's models. */
+  defence?: OrganismDefence;
+}
+
+/** PRESTO and/or push-forward alignment added to the augmentation objective (augmentModel's options of the same names). */
+export interface OrganismDefence {
+  presto?: PrestoOptions;
+  pushForward?: PushForwardOptions;
+}
+
+/** The defence as it enters the key: options resolved (defaults filled in); a term not used is null. */
+export interface ResolvedOrganismDefence {
+  presto: ResolvedPrestoOptions | null;
+  pushForward: ResolvedPushForwardOptions | null;
 }
 
 /** The aligned checkpoint's identity in the key. */
@@ -62,6 +87,8 @@ export interface AlignedCheckpointId {
 /** The cache key of one augmented model (notebook 05's keyFor). */
 export interface AugmentedOrganismKey {
   defence: string;
+  /** Only with a defence (absent from notebook 05's plain keys). */
+  defenceSettings?: ResolvedOrganismDefence;
   settings: AugmentationSettings;
   safety: { split: 'train'; perTask: number; seed: number; limitTasks: number | null; triplets: number };
   anchor: { split: 'train'; perTask: number; seed: number; limitTasks: number | null; requests: number; answers: string };
@@ -79,9 +106,49 @@ export interface AugmentedOrganismCache {
   settingsFor(seed: number, steps: number): AugmentationSettings;
   keyFor(seed: number, steps: number): AugmentedOrganismKey;
   dirFor(seed: number, steps: number): string;
+  /** The resolved defence (null: plain augmentation), its name in the key and its folder tag ('' for plain augmentation). */
+  defence: ResolvedOrganismDefence | null;
+  defenceName: string;
+  tag: string;
 }
 
 export const AUGMENTATION_DEFENCE_NAME = 'Qi et al. data augmentation (augmentModel)';
+
+export const PRESTO_DEFENCE_NAME = 'Vega & Singh PRESTO (augmentModel presto)';
+export const PUSH_FORWARD_DEFENCE_NAME = 'push-forward alignment (augmentModel pushForward)';
+
+/** The defence resolved, or null when none is set (plain augmentation). */
+export function resolveOrganismDefence(defence: OrganismDefence | undefined): ResolvedOrganismDefence | null {
+  if (defence === undefined) return null;
+  if (typeof defence !== 'object' || defence === null) throw new Error(`augmentedOrganismCache: \`defence\` must be { presto?, pushForward? }, but is ${String(defence)}`);
+  for (const key of Object.keys(defence)) if (key !== 'presto' && key !== 'pushForward') throw new Error(`augmentedOrganismCache: unknown defence \`${key}\` (known: presto, pushForward)`);
+  if (defence.presto === undefined && defence.pushForward === undefined) return null;
+  return {
+    presto: defence.presto === undefined ? null : resolvePrestoOptions(defence.presto),
+    pushForward: defence.pushForward === undefined ? null : resolvePushForwardOptions(defence.pushForward),
+  };
+}
+
+/** The folder tag of a defence: `presto-w<weight>[-s<scale>]`, `push-<form>-w<weight>[-k<topK>]`, joined by `+`; '' for none. */
+export function defenceTag(defence: ResolvedOrganismDefence | null): string {
+  if (!defence) return '';
+  const parts: string[] = [];
+  if (defence.presto) parts.push(`presto-w${defence.presto.weight}${defence.presto.scale === 'tokens' ? '' : `-s${defence.presto.scale}`}`);
+  if (defence.pushForward) parts.push(`push-${defence.pushForward.form}-w${defence.pushForward.weight}${defence.pushForward.form === 'listmle' ? `-k${defence.pushForward.topK}` : ''}`);
+  return parts.join('+');
+}
+
+/** The defence's name in the key (and in model names): plain augmentation keeps notebook 05's. */
+function defenceNameOf(defence: ResolvedOrganismDefence | null): string {
+  if (!defence) return AUGMENTATION_DEFENCE_NAME;
+  return [defence.presto ? PRESTO_DEFENCE_NAME : '', defence.pushForward ? PUSH_FORWARD_DEFENCE_NAME : ''].filter((x) => x).join(' + ');
+}
+
+/** The short label of a defence in model names: 'augmented', 'augmented + PRESTO', 'augmented + push-forward'. */
+function modelLabel(defence: ResolvedOrganismDefence | null): string {
+  if (!defence) return 'augmented';
+  return ['augmented', defence.presto ? 'PRESTO' : '', defence.pushForward ? 'push-forward' : ''].filter((x) => x).join(' + ');
+}
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
 
@@ -98,6 +165,9 @@ function checkData(d: AugmentedOrganismData, what: string): void {
 export function augmentedOrganismCache(world: World, options: AugmentedOrganismOptions): AugmentedOrganismCache {
   checkData(options.safety, 'safety');
   checkData(options.anchor, 'anchor');
+  const defence = resolveOrganismDefence(options.defence);
+  const tag = defenceTag(defence);
+  const defenceName = defenceNameOf(defence);
   const behaviours = (o: AugmentedOrganismData) => organismBehaviours(world, { split: 'train', perTask: o.perTask, seed: o.seed, limitTasks: o.limitTasks ?? undefined });
   const safety = behaviours(options.safety).harmful;
   const anchorRequests = behaviours(options.anchor).benign;
@@ -109,14 +179,14 @@ export function augmentedOrganismCache(world: World, options: AugmentedOrganismO
   const dataSha256 = sha256(JSON.stringify({ safety: safety.map((b) => [b.request, b.harmfulResponse, b.refusal]), anchor: anchorRequests.map((b) => b.request) }));
   const settingsFor = (seed: number, steps: number): AugmentationSettings => ({ ...options.recipe, steps, seed });
   return {
-    safety, anchorRequests, aligned, dataSha256, alignedDir, settingsFor,
+    safety, anchorRequests, aligned, dataSha256, alignedDir, settingsFor, defence, defenceName, tag,
     keyFor: (seed, steps) => ({
-      defence: AUGMENTATION_DEFENCE_NAME, settings: settingsFor(seed, steps),
+      defence: defenceName, ...(defence ? { defenceSettings: defence } : {}), settings: settingsFor(seed, steps),
       safety: { split: 'train', ...options.safety, triplets: safety.length },
       anchor: { split: 'train', ...options.anchor, requests: anchorRequests.length, answers: 'aligned model, greedy' },
       dataSha256, aligned,
     }),
-    dirFor: (seed, steps) => path.join(options.cacheDir, `lr${options.recipe.peakLr}_steps${steps}_seed${seed}`),
+    dirFor: (seed, steps) => path.join(options.cacheDir, `${tag ? `${tag}_` : ''}lr${options.recipe.peakLr}_steps${steps}_seed${seed}`),
   };
 }
 
@@ -124,7 +194,7 @@ export function augmentedOrganismCache(world: World, options: AugmentedOrganismO
 export interface AugmentedOrganismModel {
   seed: number;
   steps: number;
-  /** Named `augmented (<steps> steps, seed <seed>)` as in notebook 05; steps 0: the aligned target. */
+  /** Named `augmented (<steps> steps, seed <seed>)` as in notebook 05 (with a defence `augmented + PRESTO (...)` / `augmented + push-forward (...)`); steps 0: the aligned target. */
   target: Target;
   /** What its training recorded (the last step's losses; a snapshot also its log). */
   record: Record<string, unknown>;
@@ -142,7 +212,7 @@ export interface AugmentedOrganismModels {
   at(steps: number, seed: number): Target;
 }
 
-interface StepRecord { step: number; loss: number; safety: number; anchor: number }
+interface StepRecord { step: number; loss: number; safety: number; anchor: number; presto?: number; pushForward?: number }
 
 /**
  * Notebook 05's augmented models for every training seed × budget: loaded from the cache, or trained
@@ -161,6 +231,8 @@ export async function augmentedOrganismModels(
   });
   const cache = augmentedOrganismCache(world, options);
   const { safety, anchorRequests, alignedDir, settingsFor, keyFor, dirFor } = cache;
+  const trainOptions = cache.defence ? { ...(cache.defence.presto ? { presto: cache.defence.presto } : {}), ...(cache.defence.pushForward ? { pushForward: cache.defence.pushForward } : {}) } : {};
+  const label = modelLabel(cache.defence);
   let anchor: TrainExample[] | null = null;
   const anchorExamples = async () => (anchor ??= (await distilledAnchor(aligned, anchorRequests, { batchSize: options.batchSize ?? 64 })).examples);
   const budgets = [...new Set(options.steps.filter((s) => s > 0))];
@@ -171,10 +243,13 @@ export async function augmentedOrganismModels(
     const last = Math.max(...missing);
     const log: StepRecord[] = [];
     const examples = await anchorExamples();
-    const bar = options.progress === false ? null : progress(last, { label: `augment (seed ${seed}, snapshots at ${missing.join(', ')} steps)`, unit: 'steps' });
+    const bar = options.progress === false ? null : progress(last, { label: `${label} (seed ${seed}, snapshots at ${missing.join(', ')} steps)`, unit: 'steps' });
     const run = await augmentModel(aligned, safety, examples, settingsFor(seed, last), {
       onStep: (l) => {
-        log.push({ step: l.step, loss: l.loss, safety: l.metrics['loss/safety'], anchor: l.metrics['loss/anchor'] });
+        log.push({
+          step: l.step, loss: l.loss, safety: l.metrics['loss/safety'], anchor: l.metrics['loss/anchor'],
+          ...(l.metrics.presto !== undefined ? { presto: l.metrics.presto } : {}), ...(l.metrics.push_forward !== undefined ? { pushForward: l.metrics.push_forward } : {}),
+        });
         bar?.tick(1, { loss: l.loss.toFixed(3), 'tok/s': Math.round(l.tokensPerSecond) });
       },
       evalEvery: 1,
@@ -186,6 +261,7 @@ export async function augmentedOrganismModels(
         }
         return {};
       },
+      ...trainOptions,
     });
     bar?.done();
     run.model.dispose();
@@ -198,11 +274,11 @@ export async function augmentedOrganismModels(
         continue;
       }
       const c = await cachedModel(dirFor(seed, steps), keyFor(seed, steps), async () => {
-        const r = await augmentModel(aligned, safety, await anchorExamples(), settingsFor(seed, steps));
+        const r = await augmentModel(aligned, safety, await anchorExamples(), settingsFor(seed, steps), trainOptions);
         trainedNow.push(`seed ${seed}: ${steps}`);
         return { model: r.model, record: { last: r.result.log[r.result.log.length - 1] } };
       }, { tokenizer: alignedDir });
-      models.push({ seed, steps, target: organismTarget(c.model, world, `augmented (${steps} steps, seed ${seed})`), record: c.record, cached: c.cached, dir: dirFor(seed, steps) });
+      models.push({ seed, steps, target: organismTarget(c.model, world, `${label} (${steps} steps, seed ${seed})`), record: c.record, cached: c.cached, dir: dirFor(seed, steps) });
     }
   }
   return {
