@@ -10,13 +10,13 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../lib/engine/index.js';
 import { readJsonFile } from '../../lib/io/index.js';
-import { createModel, type Decoder } from '../../lib/model/index.js';
-import { buildWorld, type World } from '../../lib/organism/index.js';
+import type { World } from '../../lib/organism/index.js';
 import {
-  AUGMENTATION_DEFAULTS, ALIGN_TRAINING, augmentModel, distilledAnchor, hasCachedModel, organismConfig, saveOrganism, type AugmentationSettings,
+  AUGMENTATION_DEFAULTS, augmentModel, distilledAnchor, hasCachedModel, type AugmentationSettings,
 } from '../../lib/train/index.js';
-import { augmentedOrganismCache, augmentedOrganismModels, organismBehaviours, organismTarget } from '../../lib/experiments/index.js';
+import { augmentedOrganismCache, augmentedOrganismModels, organismBehaviours } from '../../lib/experiments/index.js';
 import type { Target } from '../../lib/metrics/index.js';
+import { tinyAlignedOrganism, weightsOf } from './tinyAlignedOrganism.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-augorg-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -48,7 +48,6 @@ function notebook05Reference(world: World, CONFIG: {
   return { safety, anchorRequests, ALIGNED_ID, DATA_ID, settingsFor, keyFor, dirFor };
 }
 
-const weightsOf = (m: Decoder) => [...m.variables().entries()].map(([name, v]) => [name, Array.from(v.dataSync())] as const);
 
 describe('augmentedOrganismCache and augmentedOrganismModels (notebook 05\'s augmented models)', () => {
   let world: World;
@@ -58,12 +57,7 @@ describe('augmentedOrganismCache and augmentedOrganismModels (notebook 05\'s aug
 
   beforeAll(async () => {
     await initEngine();
-    world = buildWorld();
-    const model = createModel({ ...organismConfig(world), hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16 }, { seed: 0 });
-    await saveOrganism(model, world, path.join(organismDir, 'aligned'), {
-      world: world.settings, phase: 'aligned', training: ALIGN_TRAINING, run: { steps: 0, tokens: 0, wallSeconds: 0, tokensPerSecond: 0, finalLoss: 0, backend: 'test' },
-    });
-    aligned = organismTarget(model, world, 'aligned');
+    ({ world, aligned } = await tinyAlignedOrganism(organismDir));
   });
 
   it('keys, data and folders equal notebook 05\'s, field by field (full and FAST-style settings)', () => {

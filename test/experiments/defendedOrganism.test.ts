@@ -7,21 +7,20 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../lib/engine/index.js';
-import { createModel, type Decoder } from '../../lib/model/index.js';
-import { buildWorld, type World } from '../../lib/organism/index.js';
+import type { World } from '../../lib/organism/index.js';
 import {
-  AUGMENTATION_DEFAULTS, ALIGN_TRAINING, augmentModel, distilledAnchor, hasCachedModel, organismConfig, saveOrganism, type AugmentationSettings,
+  AUGMENTATION_DEFAULTS, augmentModel, distilledAnchor, hasCachedModel, type AugmentationSettings,
 } from '../../lib/train/index.js';
 import {
-  AUGMENTATION_DEFENCE_NAME, PRESTO_DEFENCE_NAME, PUSH_FORWARD_DEFENCE_NAME, augmentedOrganismCache, augmentedOrganismModels, defenceTag, organismTarget, resolveOrganismDefence,
+  AUGMENTATION_DEFENCE_NAME, PRESTO_DEFENCE_NAME, PUSH_FORWARD_DEFENCE_NAME, augmentedOrganismCache, augmentedOrganismModels, defenceTag, resolveOrganismDefence,
 } from '../../lib/experiments/index.js';
 import type { Target } from '../../lib/metrics/index.js';
+import { tinyAlignedOrganism, weightsOf } from './tinyAlignedOrganism.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-defended-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 const stable = (x: unknown): string => JSON.stringify(x, (_k, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
-const weightsOf = (m: Decoder) => [...m.variables().entries()].map(([name, v]) => [name, Array.from(v.dataSync())] as const);
 
 describe('augmentedOrganismCache / augmentedOrganismModels with a defence (notebook 08)', () => {
   let world: World;
@@ -31,12 +30,7 @@ describe('augmentedOrganismCache / augmentedOrganismModels with a defence (noteb
 
   beforeAll(async () => {
     await initEngine();
-    world = buildWorld();
-    const model = createModel({ ...organismConfig(world), hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16 }, { seed: 0 });
-    await saveOrganism(model, world, path.join(organismDir, 'aligned'), {
-      world: world.settings, phase: 'aligned', training: ALIGN_TRAINING, run: { steps: 0, tokens: 0, wallSeconds: 0, tokensPerSecond: 0, finalLoss: 0, backend: 'test' },
-    });
-    aligned = organismTarget(model, world, 'aligned');
+    ({ world, aligned } = await tinyAlignedOrganism(organismDir));
   });
 
   it('keys: the plain key plus the defence (name, resolved settings); tagged folders; plain and empty defences keep notebook 05\'s keys', () => {
