@@ -25,8 +25,8 @@ import * as path from 'node:path';
 import { formatEngineReport, initEngine } from '../lib/engine/index.js';
 import { tf } from '../lib/engine/tf.js';
 import { writeFileAtomic } from '../lib/io/index.js';
-import { evaluateSafety, wilsonInterval, type SafetySummary } from '../lib/experiments/organismSafety.js';
-import { FULL_SAMPLING, GREEDY } from '../lib/metrics/index.js';
+import { evaluateSafety, type SafetySummary } from '../lib/experiments/organismSafety.js';
+import { FULL_SAMPLING, GREEDY, wilson } from '../lib/metrics/index.js';
 import { generate, type Decoder } from '../lib/model/index.js';
 import { crossEntropyObjective, sampleAugmentationExamples, type AugmentationTriplet } from '../lib/objectives/index.js';
 import {
@@ -120,8 +120,8 @@ const log = (line: string) => console.log(`[${new Date().toISOString().slice(11,
 
 interface Rate { n: number; rate: number; low: number; high: number }
 function rateOf(k: number, n: number): Rate {
-  const [low, high] = wilsonInterval(k / n, n);
-  return { n, rate: round(k / n), low: round(low), high: round(high) };
+  const w = wilson(k, n);
+  return { n, rate: round(w.rate), low: round(w.low), high: round(w.high) };
 }
 
 function settingsKey(x: unknown): string {

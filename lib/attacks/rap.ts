@@ -42,7 +42,7 @@ import { tf } from '../engine/index.js';
 import {
   checkBehaviours, summarizeVerdicts, textPrefill, type HarmfulBehaviour, type Judge, type PrefillSpec, type Rate, type Target, type Verdict,
 } from '../metrics/index.js';
-import { positionsFromMask, type Decoder } from '../model/index.js';
+import { padRows, positionsFromMask, type Decoder } from '../model/index.js';
 import { progress, type ProgressOptions } from '../report/index.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -96,9 +96,7 @@ export function nextTokenCandidates(model: Decoder, sequences: readonly (readonl
     rows.forEach((r, i) => {
       if (r.length === 0) throw new Error(`nextTokenCandidates: sequence ${start + i} is empty`);
     });
-    const width = Math.max(...rows.map((r) => r.length));
-    const ids = rows.map((r) => [...new Array<number>(width - r.length).fill(padTokenId), ...r]);
-    const attentionMask = rows.map((r) => [...new Array<number>(width - r.length).fill(0), ...new Array<number>(r.length).fill(1)]);
+    const { inputIds: ids, attentionMask } = padRows(rows, padTokenId, 'left');
     const [values, indices] = tf.tidy(() => {
       const { logits } = model.forward(ids, { attentionMask, positionIds: positionsFromMask(attentionMask), logitsToKeep: 1 });
       const logprobs = tf.logSoftmax(tf.reshape(logits, [rows.length, V]));

@@ -24,7 +24,7 @@ import * as path from 'node:path';
 import { tf } from '../engine/index.js';
 import { readJsonFile } from '../io/index.js';
 import { checkBehaviours, harmfulResponseOf, type HarmfulBehaviour, type Target } from '../metrics/index.js';
-import { createModel, loadModel, saveModel, type Decoder } from '../model/index.js';
+import { createModel, loadModel, padRows, saveModel, type Decoder } from '../model/index.js';
 import { progress, type ProgressOptions } from '../report/index.js';
 import { cloneModel, MixedBatchSampler, train, type TrainExample, type TrainResult } from '../train/index.js';
 import type { Objective } from '../objectives/index.js';
@@ -76,10 +76,10 @@ function classifierLogits(backbone: Decoder, head: RapHead, inputIds: tf.Tensor2
 }
 
 function rightPadded(sequences: readonly (readonly number[])[], padId: number) {
-  const width = Math.max(...sequences.map((s) => s.length));
+  const { inputIds, attentionMask } = padRows(sequences, padId, 'right');
   return {
-    ids: tf.tensor2d(sequences.map((s) => [...s, ...new Array<number>(width - s.length).fill(padId)]), [sequences.length, width], 'int32'),
-    mask: tf.tensor2d(sequences.map((s) => [...new Array<number>(s.length).fill(1), ...new Array<number>(width - s.length).fill(0)]), [sequences.length, width], 'int32'),
+    ids: tf.tensor2d(inputIds, undefined, 'int32'),
+    mask: tf.tensor2d(attentionMask, undefined, 'int32'),
     last: tf.tensor1d(sequences.map((s) => s.length - 1), 'int32'),
   };
 }

@@ -4,7 +4,7 @@
 // so a forced "i cannot" reads as a refusal whatever the model adds, and a refusal the model
 // writes after prefilled harmful steps still counts only if fewer than m steps came before it.
 
-import { generate, type Decoder } from '../model/index.js';
+import { generate, padRows, type Decoder } from '../model/index.js';
 import { wilson, type Decoding } from '../metrics/index.js';
 import {
   encodePrompt, hashString, idsToWords, judgeBenignCorrect, judgeRefused, analyzeResponse, strongRejectScore, wordsToIds, type EvalPrompt,
@@ -66,9 +66,7 @@ export async function evaluateSafety(model: Decoder, world: World, prompts: Eval
     for (let start = 0; start < indices.length; start += batchSize) {
       const rows = indices.slice(start, start + batchSize);
       const encoded = rows.map((i) => encodePrompt(world, prompts[i].prompt));
-      const width = Math.max(...encoded.map((e) => e.length));
-      const inputIds = encoded.map((e) => [...new Array(width - e.length).fill(padId), ...e]);
-      const attentionMask = encoded.map((e) => [...new Array(width - e.length).fill(0), ...e.map(() => 1)]);
+      const { inputIds, attentionMask } = padRows(encoded, padId, 'left');
       const out = await generate(model, inputIds, {
         attentionMask, maxNewTokens, doSample: decoding.doSample, temperature: decoding.temperature, topP: decoding.topP,
         topK: decoding.topK, seed: hashString(`evaluateSafety:${decoding.seed ?? 0}:${batchIndex++}`), eosTokenId: eosId, padTokenId: padId,

@@ -1,7 +1,7 @@
 // Generate-and-judge on any target, behaviour set and judge: harmfulness (ASR) with Wilson 95%
 // intervals, optionally with a forced response prefix (prefilling), and utility on benign requests.
 
-import { generate } from '../model/index.js';
+import { generate, padRows } from '../model/index.js';
 import { mixSeed } from '../model/random.js';
 import { checkSeed } from '../util/rng.js';
 import { progress, type ProgressOptions } from '../report/index.js';
@@ -88,9 +88,8 @@ export async function generateResponses(target: Target, behaviours: readonly Har
   const out: GeneratedResponse[] = [];
   for (let start = 0, batch = 0; start < behaviours.length; start += batchSize, batch++) {
     const rows = behaviours.slice(start, start + batchSize).map((_, r) => start + r);
-    const width = Math.max(...rows.map((i) => prompts[i].length));
-    const inputIds = rows.map((i) => [...new Array(width - prompts[i].length).fill(target.padTokenId), ...prompts[i]]);
-    const attentionMask = rows.map((i) => [...new Array(width - prompts[i].length).fill(0), ...prompts[i].map(() => 1)]);
+    const { inputIds, attentionMask } = padRows(rows.map((i) => prompts[i]), target.padTokenId, 'left');
+    const width = inputIds[0].length;
     const anyPrefill = rows.some((i) => prefills[i].length > 0);
     // The target's default length, within the context the model was trained for: a response never
     // needs more (an explicit decoding.maxNewTokens is passed as given, and generate warns past it).

@@ -15,6 +15,7 @@
 
 import { tf } from '../engine/tf.js';
 import { checkBehaviours, harmfulResponseOf, type HarmfulBehaviour } from './behaviours.js';
+import { padRows } from '../model/index.js';
 import { tokenRanks } from './ranks.js';
 import { meanStd, type MeanStd } from './stats.js';
 import type { Target } from './target.js';
@@ -154,9 +155,8 @@ export async function rankMatchDiagnostic(target: Target, behaviours: readonly H
     const chunk = items.slice(start, start + batchSize);
     const n = chunk.length;
     const seqs = chunk.map((it) => [...it.prompt, ...it.prefill]);
-    const width = Math.max(...seqs.map((s) => s.length));
-    const ids = seqs.map((s) => [...s, ...new Array<number>(width - s.length).fill(target.padTokenId)]);
-    const mask = seqs.map((s) => [...s.map(() => 1), ...new Array<number>(width - s.length).fill(0)]);
+    const { inputIds: ids, attentionMask: mask } = padRows(seqs, target.padTokenId, 'right');
+    const width = ids[0].length;
     // Rows 0..n-1: bare logits; rows n..2n-1: post-prefill logits.
     const rows = [...chunk.map((it, i) => i * width + it.prompt.length - 1), ...chunk.map((it, i) => i * width + it.prompt.length + k - 1)];
     const logits = tf.tidy(() => {

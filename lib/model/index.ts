@@ -9,4 +9,5 @@ export { generate, positionsFromMask } from './generate.js';
 export type { GenerateOptions, GenerateOutput, StepInfo, StepRecord, Candidate } from './generate.js';
 export { temperatureProcessor, topKProcessor, topPProcessor, minPProcessor, buildProcessors } from './sampling.js';
 export type { LogitsProcessor, SamplingOptions } from './sampling.js';
+export { padRows } from './inputs.js';
 export type { ContextPolicy } from './inputs.js';

@@ -256,3 +256,16 @@ export function checkContext(model: ContextModel, need: ContextNeed, policy: Con
     console.warn(`${message}; generating anyway (contextPolicy 'warn'; shown once per model; 'error' makes it an error, 'allow' silences it)`);
   }
 }
+
+/**
+ * Token rows of different lengths padded to one width with `padId`, and their attention mask (0 on
+ * the pads): left padding for generation and next-token reads, right padding for teacher forcing.
+ */
+export function padRows(rows: readonly (readonly number[])[], padId: number, side: 'left' | 'right'): { inputIds: number[][]; attentionMask: number[][] } {
+  const width = Math.max(...rows.map((r) => r.length));
+  const pad = (r: readonly number[], fill: number, real: (t: number) => number) => {
+    const extra = new Array<number>(width - r.length).fill(fill);
+    return side === 'left' ? [...extra, ...r.map(real)] : [...r.map(real), ...extra];
+  };
+  return { inputIds: rows.map((r) => pad(r, padId, (t) => t)), attentionMask: rows.map((r) => pad(r, 0, () => 1)) };
+}

@@ -5,7 +5,7 @@
 // and integer seeds. Each case failed silently (or deep inside GatherV2) before the checks.
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { tf } from '../../lib/engine/tf.js';
-import { createModel, generate, loadModel, type Decoder } from '../../lib/model/index.js';
+import { createModel, generate, loadModel, padRows, type Decoder } from '../../lib/model/index.js';
 import { mixSeed, mulberry32 } from '../../lib/model/random.js';
 import { fixtureDir, loadExpected, rows } from './helpers.js';
 
@@ -223,5 +223,13 @@ describe('seeds', () => {
     expect(() => mulberry32(0.5)).toThrow('`seed` must be an integer seed, but is 0.5');
     expect(() => mixSeed(Infinity)).toThrow('`seed` must be an integer seed');
     expect(mulberry32(-3)()).toBe(mulberry32(-3)());
+  });
+});
+
+describe('padRows', () => {
+  it('pads to the longest row on either side, the mask 0 exactly on the pads', () => {
+    const rows = [[5, 6, 7], [8], [9, 10]];
+    expect(padRows(rows, 0, 'left')).toEqual({ inputIds: [[5, 6, 7], [0, 0, 8], [0, 9, 10]], attentionMask: [[1, 1, 1], [0, 0, 1], [0, 1, 1]] });
+    expect(padRows(rows, 2, 'right')).toEqual({ inputIds: [[5, 6, 7], [8, 2, 2], [9, 10, 2]], attentionMask: [[1, 1, 1], [1, 0, 0], [1, 1, 0]] });
   });
 });
