@@ -10,6 +10,7 @@
 import { spawnSync } from 'node:child_process';
 import { join, relative } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { RUN_STARTED_ENV } from '../lib/report/results.js';
 import { KERNEL_NAME, writeKernelSpec } from './notebook/kernelspec.js';
 import { FAST_OUTPUT_DIR, REPO_ROOT } from './notebook/repo.js';
 import { listNotebooks } from './notebook/list.js';
@@ -53,7 +54,8 @@ for (const nb of notebooks) {
   const run = spawnSync(
     'jupyter',
     ['nbconvert', '--to', 'notebook', '--execute', `--ExecutePreprocessor.kernel_name=${KERNEL_NAME}`, `--ExecutePreprocessor.timeout=${cellTimeout}`, '--output-dir', outDir, nb],
-    { cwd: REPO_ROOT, env, encoding: 'utf8' },
+    // The kernel inherits the run's start, for results.json's run.wallSeconds.
+    { cwd: REPO_ROOT, env: { ...env, [RUN_STARTED_ENV]: String(Date.now()) }, encoding: 'utf8' },
   );
   const secs = ((performance.now() - t0) / 1000).toFixed(1);
   if (run.status !== 0) {

@@ -16,8 +16,11 @@
 //            Jupyter, before committing them.
 import { mkdirSync } from 'node:fs';
 import { basename, dirname, join, relative, resolve } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { chromiumNotice } from '../lib/report/figure.js';
+import { RUN_STARTED_ENV } from '../lib/report/results.js';
 import { readNotebook, writeNotebook } from './notebook/ipynb.js';
-import { FAST_OUTPUT_DIR, REPO_ROOT } from './notebook/repo.js';
+import { CHROMIUM_NOTICE_ENV, FAST_OUTPUT_DIR, REPO_ROOT } from './notebook/repo.js';
 import { prepareForSave, runNotebook } from './notebook/runner.js';
 
 /** Repo-relative for files in the repository, absolute for anything outside it. */
@@ -90,6 +93,13 @@ async function main() {
     writeNotebook(outPath, prepareForSave(notebook));
     process.stderr.write(`nb: cleaned ${shown} (not executed) -> ${shownPath(outPath)}\n`);
     process.exit(0);
+  }
+  // The run's start, for results.json's run.wallSeconds (writeResults reads it).
+  process.env[RUN_STARTED_ENV] = String(Math.round(performance.timeOrigin));
+  // Said once per run (npm run reproduce says it before its first notebook and sets this).
+  if (process.env[CHROMIUM_NOTICE_ENV] !== 'shown') {
+    const notice = chromiumNotice();
+    if (notice) process.stderr.write(`${notice}\n`);
   }
   process.stderr.write(`nb: running ${shown}${args.fast ? ' (fast)' : ''}\n`);
   const result = await runNotebook(notebook, { cellTimeoutS: args.cellTimeoutS });

@@ -7,17 +7,21 @@
 //   inline the bundle for a page you want to send elsewhere).
 // - figures/<name>.png and .svg are rendered by Plotly.toImage in Chromium; the SVG's random
 //   plot uid is replaced by a fixed one (and an empty root style dropped) so re-runs produce
-//   identical files. Images of an earlier run are deleted before the export, so a PNG/SVG beside
-//   the HTML is always from the same run, even when the export fails or throws.
+//   identical files. A run that renders images replaces (or, for formats not asked for, removes)
+//   those of an earlier run; a run that renders none (no Chromium on the machine) leaves them
+//   alone, so a reader without Chromium keeps the committed PNG/SVG, and the notebook keeps
+//   showing that PNG (see saveFigure for the details).
 // - In a live notebook the first figure injects plotly.js once per kernel session; each figure is
 //   then interactive. The committed notebook (written by scripts/nb.ts) keeps only the PNG: the
 //   bundle and the interactive HTML carry `metadata.deepalign` flags that the runner drops.
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { homedir } from 'node:os';
 import { createRequire } from 'node:module';
-import { dirname, join, relative, sep } from 'node:path';
+import { delimiter, dirname, join, relative, resolve, sep } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { display, escapeHtml, inNotebook } from './notebook.js';
 import { displayPath, reportPath } from './paths.js';
+import { writeFileAtomic } from '../io/atomic.js';
 
 /** A plotly figure as plain JSON (traces, layout, config), the same shape plotly.js takes. */
 export interface PlotlyFigure {
@@ -41,15 +45,20 @@ export interface SaveFigureOptions {
   /** Inline plotly.js into the HTML (4.8 MB) instead of loading it from node_modules. */
   standalone?: boolean;
   /** Chromium executable, or null to skip PNG/SVG. Default: $DEEPALIGN_CHROMIUM (a path, or
-   * "none"), else the first of /usr/bin/chromium, /usr/bin/chromium-browser, /usr/bin/google-chrome. */
+   * "none"), else the first found by findChromium (/usr/bin, PATH, snap, /opt, macOS apps,
+   * playwright's browser cache). */
   chromium?: string | null;
 }
 
 export interface SavedFigure {
   name: string;
   html: string;
+  /** The PNG/SVG this call rendered. */
   png?: string;
   svg?: string;
+  /** PNG/SVG of an earlier run left in place because this call rendered no images (no Chromium,
+   * one that would not launch, images disabled): they may show an older version of the figure. */
+  kept?: { png?: string; svg?: string };
   /** One line for the reader: what was written, or why images are missing. */
   note: string;
 }
@@ -76,15 +85,167 @@ export function plotlyBundlePath(): string {
   }
 }
 
-/** The Chromium to use, or null (with the reason) when none is available. */
-export function findChromium(explicit?: string | null): { path: string | null; reason: string } {
+/** Where findChromium looks besides the fixed candidates; tests inject a fake machine. */
+export interface ChromiumSearch {
+  /** Environment (PATH, HOME, DEEPALIGN_CHROMIUM, PLAYWRIGHT_BROWSERS_PATH, XDG_CACHE_HOME). Default process.env. */
+  env?: Record<string, string | undefined>;
+  /** Default process.platform. */
+  platform?: string;
+  /** The home directory. Default os.homedir() (HOME when env is injected). */
+  home?: string;
+  /** Whether `path` is an executable file. Default: a stat and an X_OK access check. */
+  isExecutable?: (path: string) => boolean;
+  /** Lists a directory's entries ([] when it does not exist). Default fs.readdirSync. */
+  listDir?: (path: string) => string[];
+}
+
+const PATH_NAMES = ['chromium', 'chromium-browser', 'google-chrome', 'google-chrome-stable'];
+const LINUX_PATHS = ['/snap/bin/chromium', '/opt/google/chrome/chrome'];
+const MAC_APPS = ['Google Chrome.app/Contents/MacOS/Google Chrome', 'Chromium.app/Contents/MacOS/Chromium'];
+/** Executables inside a playwright browser folder (chromium-<rev>, chromium_headless_shell-<rev>),
+ * new layouts (Chrome for Testing) first, then the older chrome-linux / chrome-mac ones. */
+const PLAYWRIGHT_EXECUTABLES: Record<string, string[]> = {
+  linux: [
+    'chrome-linux64/chrome',
+    'chrome-linux-arm64/chrome',
+    'chrome-linux/chrome',
+    'chrome-headless-shell-linux64/chrome-headless-shell',
+    'chrome-headless-shell-linux-arm64/chrome-headless-shell',
+    'chrome-linux/headless_shell',
+  ],
+  darwin: [
+    'chrome-mac-arm64/Google Chrome for Testing.app/Contents/MacOS/Google Chrome for Testing',
+    'chrome-mac-x64/Google Chrome for Testing.app/Contents/MacOS/Google Chrome for Testing',
+    'chrome-mac/Chromium.app/Contents/MacOS/Chromium',
+    'chrome-headless-shell-mac-arm64/chrome-headless-shell',
+    'chrome-headless-shell-mac-x64/chrome-headless-shell',
+    'chrome-mac/headless_shell',
+  ],
+};
+
+function defaultIsExecutable(path: string): boolean {
+  try {
+    if (!statSync(path).isFile()) return false;
+    accessSync(path, fsConstants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function defaultListDir(path: string): string[] {
+  try {
+    return readdirSync(path);
+  } catch {
+    return [];
+  }
+}
+
+/** playwright's browser cache: $PLAYWRIGHT_BROWSERS_PATH, else ~/.cache/ms-playwright (Linux,
+ * or $XDG_CACHE_HOME/ms-playwright) and ~/Library/Caches/ms-playwright (macOS). */
+export function playwrightCacheDir(search: ChromiumSearch = {}): string | null {
+  const env = search.env ?? process.env;
+  const platform = search.platform ?? process.platform;
+  const home = search.home ?? (search.env ? (env.HOME ?? homedir()) : homedir());
+  const fromEnv = env.PLAYWRIGHT_BROWSERS_PATH;
+  if (fromEnv && fromEnv !== '0') return resolve(fromEnv);
+  if (fromEnv === '0') {
+    // Browsers installed inside the package (PLAYWRIGHT_BROWSERS_PATH=0 at install time).
+    try {
+      return join(dirname(createRequire(join(process.cwd(), 'noop.js')).resolve('playwright-core/package.json')), '.local-browsers');
+    } catch {
+      return null;
+    }
+  }
+  if (platform === 'darwin') return join(home, 'Library', 'Caches', 'ms-playwright');
+  if (platform === 'linux') return join(env.XDG_CACHE_HOME || join(home, '.cache'), 'ms-playwright');
+  return null;
+}
+
+/** Every path findChromium would try, in order (explicit and $DEEPALIGN_CHROMIUM aside). */
+export function chromiumCandidates(search: ChromiumSearch = {}): string[] {
+  const env = search.env ?? process.env;
+  const platform = search.platform ?? process.platform;
+  const home = search.home ?? (search.env ? (env.HOME ?? homedir()) : homedir());
+  const listDir = search.listDir ?? defaultListDir;
+  const out = [...CHROMIUM_CANDIDATES];
+  for (const dir of (env.PATH ?? '').split(delimiter).filter(Boolean)) for (const name of PATH_NAMES) out.push(join(dir, name));
+  if (platform === 'linux') out.push(...LINUX_PATHS);
+  if (platform === 'darwin') for (const root of ['/Applications', join(home, 'Applications')]) for (const app of MAC_APPS) out.push(join(root, app));
+  const cache = playwrightCacheDir(search);
+  const inside = PLAYWRIGHT_EXECUTABLES[platform];
+  if (cache && inside) {
+    // Newest revision first; full Chromium before the headless shell.
+    const revisions = (prefix: string) =>
+      listDir(cache)
+        .map((entry) => ({ entry, rev: new RegExp(`^${prefix}-(\\d+)$`).exec(entry)?.[1] }))
+        .filter((e): e is { entry: string; rev: string } => e.rev !== undefined)
+        .sort((a, b) => Number(b.rev) - Number(a.rev))
+        .map((e) => e.entry);
+    for (const folder of [...revisions('chromium'), ...revisions('chromium_headless_shell')]) {
+      for (const exe of inside) out.push(join(cache, folder, ...exe.split('/')));
+    }
+  }
+  return [...new Set(out)];
+}
+
+/** What findChromium searched, in words, for messages. */
+function searchedPlaces(search: ChromiumSearch): string {
+  const platform = search.platform ?? process.platform;
+  const places = [CHROMIUM_CANDIDATES.join(', '), `${PATH_NAMES.join(', ')} on PATH`];
+  if (platform === 'linux') places.push(LINUX_PATHS.join(', '));
+  if (platform === 'darwin') places.push('Google Chrome.app and Chromium.app in /Applications and ~/Applications');
+  const cache = playwrightCacheDir(search);
+  if (cache && PLAYWRIGHT_EXECUTABLES[platform]) places.push(`playwright's browser cache ${cache}`);
+  return places.join('; ');
+}
+
+/**
+ * The Chromium to use, or null (with the reason) when none is available. `explicit` (a path, or
+ * null to disable images) wins, then $DEEPALIGN_CHROMIUM (a path, or "none"); else the first
+ * executable of /usr/bin/chromium, /usr/bin/chromium-browser, /usr/bin/google-chrome, then
+ * chromium, chromium-browser, google-chrome, google-chrome-stable on PATH, /snap/bin/chromium,
+ * /opt/google/chrome/chrome, macOS's Google Chrome.app and Chromium.app, and playwright's browser
+ * cache (`npx playwright-core install chromium`; $PLAYWRIGHT_BROWSERS_PATH).
+ */
+export function findChromium(explicit?: string | null, search: ChromiumSearch = {}): { path: string | null; reason: string } {
   if (explicit === null) return { path: null, reason: 'image export disabled (chromium: null)' };
-  const fromEnv = process.env.DEEPALIGN_CHROMIUM;
+  const env = search.env ?? process.env;
+  const isExecutable = search.isExecutable ?? defaultIsExecutable;
+  const fromEnv = env.DEEPALIGN_CHROMIUM;
   if (explicit === undefined && fromEnv === 'none') return { path: null, reason: 'image export disabled (DEEPALIGN_CHROMIUM=none)' };
-  const candidates = explicit ? [explicit] : fromEnv ? [fromEnv] : CHROMIUM_CANDIDATES;
-  const found = candidates.find((p) => existsSync(p));
+  const given = explicit ?? fromEnv;
+  if (given) {
+    // A path the user chose is used as given (existsSync: it may be a wrapper script or a link).
+    if (existsSync(given)) return { path: given, reason: '' };
+    return { path: null, reason: `no Chromium at ${given} (apt-get install chromium, or set DEEPALIGN_CHROMIUM)` };
+  }
+  const found = chromiumCandidates(search).find((p) => isExecutable(p));
   if (found) return { path: found, reason: '' };
-  return { path: null, reason: `no Chromium at ${candidates.join(', ')} (apt-get install chromium, or set DEEPALIGN_CHROMIUM)` };
+  return { path: null, reason: `no Chromium found (looked at ${searchedPlaces(search)})` };
+}
+
+/** How to get a Chromium for the figures' PNG/SVG export, for the platform. */
+export function chromiumInstallHint(platform: string = process.platform): string {
+  const anywhere = 'or anywhere: npx playwright-core install chromium (into playwright\'s cache, where it is found); or set DEEPALIGN_CHROMIUM=/path/to/chrome';
+  if (platform === 'darwin') return `install one: brew install --cask google-chrome (or chromium), ${anywhere}`;
+  if (platform === 'linux') return `install one: sudo apt-get install chromium (Debian; Ubuntu: sudo snap install chromium), ${anywhere}`;
+  return `install Google Chrome or Chromium, ${anywhere}`;
+}
+
+/**
+ * One message for the start of a run (npm run reproduce, npm run nb) when figures will get no
+ * PNG/SVG: what is missing, what happens to the images already there, how to install Chromium.
+ * Null when a Chromium was found.
+ */
+export function chromiumNotice(found: { path: string | null; reason: string } = findChromium(), platform: string = process.platform): string | null {
+  if (found.path) return null;
+  return [
+    `figures: ${found.reason}.`,
+    '  This run writes each figure\'s interactive HTML but no PNG/SVG; PNG/SVG images already beside them',
+    '  (the committed figures/) are kept, and notebooks keep showing those images.',
+    `  ${chromiumInstallHint(platform)}.`,
+  ].join('\n');
 }
 
 // Trace types of plotly.js 2, 3 and 4 (v3 dropped heatmapgl and pointcloud, v4 the *mapbox
@@ -221,6 +382,19 @@ if (window.Plotly) {
 `;
 }
 
+/** The figure JSON inside a page written by figureHtml (null-safe: undefined when the page is
+ * not one of ours or its JSON does not parse). */
+export function figureFromHtml(html: string): PlotlyFigure | undefined {
+  const match = /\nconst figure = (.*);\nif \(window\.Plotly\) \{/s.exec(html);
+  if (!match) return undefined;
+  try {
+    const figure = JSON.parse(match[1]!) as PlotlyFigure;
+    return Array.isArray(figure?.data) ? figure : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 // One browser per process, reused across figures and closed after a short idle period so a
 // script that saved a figure can still exit on its own. A failed launch or a browser that dies
 // clears the cache, so the next figure tries again instead of rethrowing the old error.
@@ -273,6 +447,11 @@ async function withBrowser<T>(executablePath: string, fn: (browser: import('play
       idleTimer.unref?.();
     }
   }
+}
+
+/** Runs `fn` with the shared headless Chromium (launched on first use, closed when idle). */
+export function withChromium<T>(executablePath: string, fn: (browser: import('playwright-core').Browser) => Promise<T>): Promise<T> {
+  return withBrowser(executablePath, fn);
 }
 
 /** Closes the shared export browser now (tests and scripts that want a clean exit). */
@@ -333,9 +512,15 @@ async function exportImages(
 /**
  * Writes `<dir>/<name>.html` (interactive) and, when Chromium is available, `.png` and `.svg`.
  * Without Chromium, or with one that fails to launch, it writes the HTML and says why in `note`
- * (no error: images are optional). A `.png`/`.svg` left by an earlier run that this call did not
- * rewrite is removed (and named in `note`), since it would show an older figure; this also holds
- * when the export itself throws. The figure is validated first: trace types against the installed
+ * (no error: images are optional). What happens to a `.png`/`.svg` of an earlier run:
+ * - this call renders images: any earlier image it did not rewrite (an SVG when only PNG was
+ *   asked for) is removed and named in `note`, since it would show an older figure;
+ * - this call renders none (no Chromium, a failed launch, `chromium: null`, HTML only): the
+ *   earlier images are left alone (the committed figures of a machine without Chromium stay),
+ *   returned in `kept` and named in `note`;
+ * - the export itself throws (a page that never renders: a bug): they are removed and the error
+ *   names them.
+ * Files are written atomically. The figure is validated first: trace types against the installed
  * plotly.js, and anything JSON cannot hold (a circular reference, a BigInt) named by its path.
  */
 export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveFigureOptions = {}): Promise<SavedFigure> {
@@ -350,13 +535,8 @@ export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveF
   const htmlPath = `${base}.html`;
   const src = relative(dirname(htmlPath), bundle).split(sep).join('/');
   const html = figureHtml(fig, name, options.standalone ? { inline: readFileSync(bundle, 'utf8') } : { src });
-  writeFileSync(htmlPath, html);
-  // Images from an earlier run no longer match the HTML just written; leaving them would let a
-  // reader (or the notebook runner) pick up an old figure as this run's. They go before the
-  // export, so that however it ends (no Chromium, a failed launch, an export that throws) every
-  // image beside the HTML is from this call.
+  writeFileAtomic(htmlPath, html);
   const earlier = (['png', 'svg'] as const).map((f) => `${base}.${f}`).filter((p) => existsSync(p));
-  for (const p of earlier) rmSync(p, { force: true });
 
   const saved: SavedFigure = { name, html: htmlPath, note: '' };
   const wanted = formats.filter((f): f is 'png' | 'svg' => f !== 'html');
@@ -365,12 +545,14 @@ export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveF
   if (wanted.length > 0 && chromium.path) {
     try {
       const images = await exportImages(chromium.path, htmlPath, wanted, figureSize(fig, options), options.scale ?? 1);
-      if (images.png) writeFileSync((saved.png = `${base}.png`), images.png);
-      if (images.svg) writeFileSync((saved.svg = `${base}.svg`), images.svg);
+      if (images.png) writeFileAtomic((saved.png = `${base}.png`), images.png);
+      if (images.svg) writeFileAtomic((saved.svg = `${base}.svg`), images.svg);
     } catch (error) {
       // A Chromium that will not start is an environment problem, like a missing one: keep the
-      // notebook running with HTML only. Anything else (a page that never renders) is a bug.
+      // notebook running with HTML only. Anything else (a page that never renders) is a bug, and
+      // the earlier images, which no longer match the HTML just written, go with the error.
       if (!(error instanceof ChromiumLaunchError)) {
+        for (const p of earlier) rmSync(p, { force: true });
         const removed = earlier.length > 0 ? ` (removed the earlier run's ${earlier.map(displayPath).join(', ')}: they showed an older figure)` : '';
         throw new Error(
           `saveFigure("${name}"): wrote ${displayPath(htmlPath)}, but PNG/SVG export with Chromium at ${chromium.path} failed: ` +
@@ -380,11 +562,19 @@ export async function saveFigure(fig: PlotlyFigure, name: string, options: SaveF
       missingReason = error.message;
     }
   }
-  const stale = earlier.filter((p) => p !== saved.png && p !== saved.svg);
+  const rendered = saved.png !== undefined || saved.svg !== undefined;
+  const others = earlier.filter((p) => p !== saved.png && p !== saved.svg);
+  if (rendered) {
+    for (const p of others) rmSync(p, { force: true });
+  } else if (others.length > 0) {
+    saved.kept = {};
+    for (const p of others) saved.kept[p.endsWith('.png') ? 'png' : 'svg'] = p;
+  }
   const written = [saved.html, saved.png, saved.svg].filter(Boolean).map((p) => displayPath(p!));
   const parts = [`figure ${name}: wrote ${written.join(', ')}`];
-  if (stale.length > 0) parts.push(`removed stale ${stale.map(displayPath).join(', ')}`);
+  if (rendered && others.length > 0) parts.push(`removed stale ${others.map(displayPath).join(', ')}`);
   if (missingReason) parts.push(`no PNG/SVG: ${missingReason}`);
+  if (!rendered && others.length > 0) parts.push(`kept ${others.map(displayPath).join(', ')} of an earlier run (not re-rendered)`);
   saved.note = parts.join('; ');
   return saved;
 }
@@ -422,7 +612,9 @@ export async function showFigure(fig: PlotlyFigure, name: string, options: SaveF
   figureCounter += 1;
   const divId = `deepalign-figure-${name.replace(/[^A-Za-z0-9]/g, '-')}-${figureCounter}`;
   const size = figureSize(fig, options);
-  const png = saved.png ? readFileSync(saved.png).toString('base64') : undefined;
+  // Without new images, the earlier run's PNG (the one the committed notebook shows) stays.
+  const pngPath = saved.png ?? saved.kept?.png;
+  const png = pngPath ? readFileSync(pngPath).toString('base64') : undefined;
   // If plotly is missing from the page (outputs cleared, notebook reopened), fall back to the PNG.
   const fallback = png
     ? `<img src="data:image/png;base64,${png}" width="${size.width}">`

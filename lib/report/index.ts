@@ -7,13 +7,19 @@ export {
   showFigure,
   closeBrowser,
   findChromium,
+  chromiumCandidates,
+  chromiumInstallHint,
+  chromiumNotice,
+  playwrightCacheDir,
   figureHtml,
+  figureFromHtml,
   plotlyBundlePath,
   plotlyTraceTypes,
   type PlotlyFigure,
   type FigureFormat,
   type SaveFigureOptions,
   type SavedFigure,
+  type ChromiumSearch,
 } from './figure.js';
 export {
   showTable,
@@ -26,7 +32,29 @@ export {
   type TableRecord,
   type ShowTableOptions,
 } from './table.js';
-export { writeResults, validateResults, resultsPath, type Claim, type NotebookResults } from './results.js';
+export { writeResults, validateResults, resultsPath, currentBackend, RUN_STARTED_ENV, type Claim, type NotebookResults, type RunInfo } from './results.js';
+export {
+  collectReport,
+  reproductionReportHtml,
+  writeReproductionReport,
+  screenshotReport,
+  formatObserved,
+  formatRate as formatReportRate,
+  formatNumber as formatReportNumber,
+  claimRule,
+  claimReason,
+  splitPaper,
+  paperNumbers,
+  summariseSettings,
+  formatWallTime,
+  formatDate as formatReportDate,
+  type ReportOptions,
+  type ReproductionReport,
+  type ReportNotebook,
+  type ReportFigure,
+  type ReportRun,
+  type WrittenReport,
+} from './reproductionReport.js';
 export {
   progress,
   formatProgress,

@@ -1,7 +1,9 @@
 // figures/<notebook>/results.json: the machine-readable outcome of a notebook, one per notebook,
 // so a reader (or CI) can check every paper claim without opening the notebook.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { writeFileAtomic } from '../io/atomic.js';
 import { displayPath, figuresDir, reportPath } from './paths.js';
 
 /** One claim from a paper, checked by a notebook. */
@@ -15,6 +17,24 @@ export interface Claim {
   /** What this run measured. */
   observed: string | number | boolean | Record<string, unknown>;
   holds: boolean;
+  /** Optional: one sentence for a reader on why the claim fails (or holds only with a caveat);
+   * the reproduction report shows it beside the verdict. */
+  reason?: string;
+}
+
+/** How and when a notebook ran; writeResults fills what the notebook does not give. */
+export interface RunInfo {
+  /** When writeResults ran (ISO 8601, UTC). */
+  date: string;
+  /** Seconds from the start of the notebook run (scripts/nb.ts, test:jupyter) to writeResults,
+   * usually the last cell; absent when no runner said when the run started (a live session). */
+  wallSeconds?: number;
+  /** The tensor backend (lib/engine's name: webgpu, tensorflow, native, wasm, cpu), when known. */
+  backend?: string;
+  /** Whether the notebook ran in fast mode (DEEPALIGN_FAST=1). */
+  fast: boolean;
+  node: string;
+  platform: string;
 }
 
 export interface NotebookResults {
@@ -24,6 +44,51 @@ export interface NotebookResults {
   settings: Record<string, unknown>;
   metrics: Record<string, unknown>;
   claims: Claim[];
+  /** Written by writeResults (date, wall time, backend); a notebook may set any field itself.
+   * Absent from results.json files written before the kit recorded it. */
+  run?: Partial<RunInfo>;
+}
+
+/** Env var the notebook runners set to the run's start (ms since the epoch) for RunInfo.wallSeconds. */
+export const RUN_STARTED_ENV = 'DEEPALIGN_RUN_STARTED_MS';
+
+/**
+ * The tensor backend, without importing tfjs: tfjs-core keeps its engine on the global object
+ * (`_tfengine`), and lib/engine's `native` backend is tfjs's wasm backend with the kit's addon
+ * loaded (build/Release/deepalign_native.node, in Node's module cache).
+ */
+export function currentBackend(): string | undefined {
+  let name: string | undefined;
+  try {
+    const engine = (globalThis as { _tfengine?: { backendName?: unknown } })._tfengine;
+    name = typeof engine?.backendName === 'string' ? engine.backendName : undefined;
+  } catch {
+    return undefined;
+  }
+  if (name !== 'wasm') return name;
+  try {
+    const cache = createRequire(join(process.cwd(), 'noop.js')).cache;
+    if (Object.keys(cache).some((file) => /deepalign_native\.node$/.test(file))) return 'native';
+  } catch {
+    // no module cache: say wasm
+  }
+  return name;
+}
+
+/** RunInfo for a results.json written now. */
+function runInfo(given: Partial<RunInfo> | undefined): RunInfo {
+  const started = Number(process.env[RUN_STARTED_ENV]);
+  const wallSeconds = Number.isFinite(started) && started > 0 ? Math.round((Date.now() - started) / 100) / 10 : undefined;
+  const backend = currentBackend();
+  const info: RunInfo = {
+    date: new Date().toISOString(),
+    ...(wallSeconds !== undefined ? { wallSeconds } : {}),
+    ...(backend !== undefined ? { backend } : {}),
+    fast: process.env.DEEPALIGN_FAST === '1',
+    node: process.versions.node,
+    platform: `${process.platform}-${process.arch}`,
+  };
+  return { ...info, ...given };
 }
 
 function check(condition: boolean, message: () => string): void {
@@ -118,7 +183,12 @@ export function validateResults(results: NotebookResults): void {
     ids.add(c.id);
     checkJson(c.expected, `claims[${i}].expected`);
     checkJson(c.observed, `claims[${i}].observed`);
+    check(c.reason === undefined || (typeof c.reason === 'string' && c.reason.length > 0), () => `claims[${i}] ("${c.id}").reason must be a non-empty string when given, got ${show(c.reason)}`);
   });
+  if (results.run !== undefined) {
+    check(isPlainObject(results.run), () => `\`run\` must be an object { date, wallSeconds, backend, ... } when given, got ${show(results.run)}`);
+    checkJson(results.run, 'run');
+  }
   checkJson(results.settings, 'settings');
   checkJson(results.metrics, 'metrics');
 }
@@ -130,7 +200,9 @@ export function resultsPath(notebook: string, dir: string = figuresDir()): strin
 
 /**
  * Validates and writes `<dir>/<notebook>/results.json` (keys in the documented order, 2-space
- * indent, trailing newline) and logs the path and how many claims hold.
+ * indent, trailing newline, atomically) and logs the path and how many claims hold. `run` (date,
+ * wall time, backend, fast mode, node, platform) is added last; a claim's `reason` is kept when
+ * given. Files written before either existed still read the same way.
  */
 export function writeResults(results: NotebookResults, options: { dir?: string } = {}): void {
   validateResults(results);
@@ -142,8 +214,9 @@ export function writeResults(results: NotebookResults, options: { dir?: string }
     seed,
     settings,
     metrics,
-    claims: claims.map(({ id, paper, expected, observed, holds }) => ({ id, paper, expected, observed, holds })),
+    claims: claims.map(({ id, paper, expected, observed, holds, reason }) => ({ id, paper, expected, observed, holds, ...(reason !== undefined ? { reason } : {}) })),
+    run: runInfo(results.run),
   };
-  writeFileSync(path, JSON.stringify(ordered, null, 2) + '\n');
+  writeFileAtomic(path, JSON.stringify(ordered, null, 2) + '\n');
   console.log(`results: wrote ${displayPath(path)} (${claims.filter((c) => c.holds).length}/${claims.length} claims hold)`);
 }

@@ -5,3 +5,6 @@ import { fileURLToPath } from 'node:url';
 export const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
 /** Where fast (smoke) runs write notebooks and figures: git-ignored, never over committed outputs. */
 export const FAST_OUTPUT_DIR = 'tmp/fast';
+/** Set to "shown" by npm run reproduce once it has said that Chromium is missing, so the
+ * notebooks it runs do not say it again. */
+export const CHROMIUM_NOTICE_ENV = 'DEEPALIGN_CHROMIUM_NOTICE';

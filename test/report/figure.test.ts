@@ -37,35 +37,38 @@ describe('figures', () => {
     expect(existsSync(join(dir, 'nb', src))).toBe(true);
   });
 
-  it('without images in this call removes the PNG and SVG of an earlier run, and says so', async () => {
+  it('without images in this call keeps the PNG and SVG of an earlier run, and says so', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
     mkdirSync(join(dir, 'nb'));
-    // Stand-ins for a Chromium run's images: the content does not matter, only that they go.
+    // Stand-ins for a Chromium run's images (the committed figures of a machine without Chromium).
     writeFileSync(join(dir, 'nb', 'a.png'), 'old png');
     writeFileSync(join(dir, 'nb', 'a.svg'), 'old svg');
     const saved = await saveFigure(fig, 'nb/a', { dir, chromium: null });
     expect(existsSync(join(dir, 'nb', 'a.html'))).toBe(true);
-    expect(existsSync(join(dir, 'nb', 'a.png'))).toBe(false);
-    expect(existsSync(join(dir, 'nb', 'a.svg'))).toBe(false);
+    expect(readFileSync(join(dir, 'nb', 'a.png'), 'utf8')).toBe('old png');
+    expect(readFileSync(join(dir, 'nb', 'a.svg'), 'utf8')).toBe('old svg');
+    expect(saved.png).toBeUndefined();
+    expect(saved.kept).toEqual({ png: join(dir, 'nb', 'a.png'), svg: join(dir, 'nb', 'a.svg') });
     expect(saved.note).toBe(
-      `figure nb/a: wrote ${join(dir, 'nb', 'a.html')}; removed stale ${join(dir, 'nb', 'a.png')}, ${join(dir, 'nb', 'a.svg')}; no PNG/SVG: image export disabled (chromium: null)`,
+      `figure nb/a: wrote ${join(dir, 'nb', 'a.html')}; no PNG/SVG: image export disabled (chromium: null); kept ${join(dir, 'nb', 'a.png')}, ${join(dir, 'nb', 'a.svg')} of an earlier run (not re-rendered)`,
     );
   });
 
-  it.skipIf(!chromium.path)('a Chromium run then one without Chromium leaves no images beside the new HTML', async () => {
+  it.skipIf(!chromium.path)('a Chromium run then one without Chromium keeps its images; a run that renders PNG only removes the stale SVG', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'deepalign-fig-'));
     const first = await saveFigure(fig, 'a', { dir });
     expect(existsSync(first.png!) && existsSync(first.svg!)).toBe(true);
+    const png = readFileSync(first.png!);
     vi.stubEnv('DEEPALIGN_CHROMIUM', 'none');
     try {
       const second = await saveFigure(fig, 'a', { dir });
-      expect(second.note).toContain(`removed stale ${first.png}, ${first.svg}`);
+      expect(second.note).toContain(`kept ${first.png}, ${first.svg} of an earlier run`);
     } finally {
       vi.unstubAllEnvs();
     }
-    expect(existsSync(first.png!) || existsSync(first.svg!)).toBe(false);
-    // Asking for PNG only also removes the SVG that no longer matches.
-    await saveFigure(fig, 'a', { dir });
+    expect(readFileSync(first.png!).equals(png)).toBe(true);
+    expect(existsSync(first.svg!)).toBe(true);
+    // This call renders images: the SVG it did not rewrite no longer matches, so it goes.
     const pngOnly = await saveFigure(fig, 'a', { dir, formats: ['html', 'png'] });
     expect(existsSync(pngOnly.png!)).toBe(true);
     expect(existsSync(first.svg!)).toBe(false);

@@ -2,7 +2,7 @@ import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it, vi } from 'vitest';
-import { resultsPath, writeResults, type NotebookResults } from '../../lib/report/index.js';
+import { RUN_STARTED_ENV, resultsPath, writeResults, type NotebookResults } from '../../lib/report/index.js';
 
 const valid = (): NotebookResults => ({
   notebook: '00_quickstart',
@@ -22,8 +22,12 @@ describe('writeResults', () => {
     const path = resultsPath('00_quickstart', dir);
     expect(path).toBe(join(dir, '00_quickstart', 'results.json'));
     const text = readFileSync(path, 'utf8');
-    expect(Object.keys(JSON.parse(text))).toEqual(['notebook', 'seed', 'settings', 'metrics', 'claims']);
-    expect(JSON.parse(text)).toEqual(r);
+    expect(Object.keys(JSON.parse(text))).toEqual(['notebook', 'seed', 'settings', 'metrics', 'claims', 'run']);
+    const { run, ...rest } = JSON.parse(text) as NotebookResults;
+    expect(rest).toEqual(r);
+    // How the notebook ran, added last (files without it still read the same way).
+    expect(Object.keys(run!)).toEqual(expect.arrayContaining(['date', 'fast', 'node', 'platform']));
+    expect(Date.now() - Date.parse(run!.date!)).toBeLessThan(60_000);
     expect(text.endsWith('}\n')).toBe(true);
   });
 
@@ -77,5 +81,38 @@ describe('writeResults', () => {
       right: { a: 1 },
       at: '1970-01-01T00:00:00.000Z',
     });
+  });
+
+  it('records the run (date, wall time from the runner\'s start, fast mode) and keeps a claim\'s reason; the notebook\'s own run fields win', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-results-'));
+    vi.spyOn(console, 'log').mockImplementation(() => {});
+    vi.stubEnv(RUN_STARTED_ENV, String(Date.now() - 12_345));
+    vi.stubEnv('DEEPALIGN_FAST', '1');
+    try {
+      const r = valid();
+      r.claims.push({ id: 'b', paper: 'p', expected: { rule: 'x > 1' }, observed: 0.5, holds: false, reason: 'x is 0.5 here, below 1' });
+      r.run = { backend: 'cpu' };
+      writeResults(r, { dir });
+    } finally {
+      vi.unstubAllEnvs();
+    }
+    const written = JSON.parse(readFileSync(resultsPath('00_quickstart', dir), 'utf8')) as NotebookResults;
+    expect(written.claims[0]).not.toHaveProperty('reason');
+    expect(Object.keys(written.claims[1]!)).toEqual(['id', 'paper', 'expected', 'observed', 'holds', 'reason']);
+    expect(written.claims[1]!.reason).toBe('x is 0.5 here, below 1');
+    expect(written.run!.backend).toBe('cpu');
+    expect(written.run!.fast).toBe(true);
+    expect(written.run!.wallSeconds).toBeGreaterThanOrEqual(12.3);
+    expect(written.run!.wallSeconds).toBeLessThan(60);
+  });
+
+  it('rejects an empty reason and a run that is not an object', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'deepalign-results-'));
+    const r = valid();
+    r.claims[0]!.reason = '';
+    expect(() => writeResults(r, { dir })).toThrow('writeResults: claims[0] ("loss-drops").reason must be a non-empty string when given, got ""');
+    const r2 = valid();
+    (r2 as { run: unknown }).run = 'today';
+    expect(() => writeResults(r2, { dir })).toThrow('writeResults: `run` must be an object');
   });
 });
