@@ -6,3 +6,4 @@ export * from './fineTuning.js';
 export * from './gcg.js';
 export * from './rap.js';
 export * from './rapHelper.js';
+export * from './insertion.js';

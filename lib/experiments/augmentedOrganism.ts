@@ -28,6 +28,17 @@
 // push-forward options, defaults filled in), and its folder is
 // `<cacheDir>/<tag>_lr<peakLr>_steps<steps>_seed<seed>` with tag e.g. `presto-w1` or `push-kl-w1`
 // (defenceTag). Without `defence` (or with an empty one) keys and folders are notebook 05's, unchanged.
+//
+// Defences instead of augmentation (notebooks 09-10): `defence: { worstInsertion }` trains
+// worstInsertionModel (random worst-insertion training) and `defence: { derta }` dertaModel (DeRTa),
+// each with the same recipe (AugmentationSettings: steps, lr, safety/anchor rows per step, pool),
+// data, seeds and budgets. Their keys are built the same way: `defence` names the defence and
+// `defenceSettings` is { presto: null, pushForward: null, worstInsertion | derta: the resolved
+// options }; their folders are tagged `worst-insertion-c<M>-n<nMax>-m<m>-p<plainProbability>` and
+// `derta-r<rtoShare>-k<keepFraction>[-t<refusalToken>]`. Either one stands alone: it cannot be
+// combined with the other or with PRESTO / push-forward. The keys of plain augmentation, PRESTO and
+// push-forward are unchanged (their defenceSettings gain no field). Their records' step logs also
+// hold `rto` (DeRTa's RTO mean) or `insertionScore` (the mean score of the step's chosen insertions).
 
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -35,9 +46,14 @@ import { createHash } from 'node:crypto';
 import { readJsonFile } from '../io/index.js';
 import type { BenignBehaviour, HarmfulBehaviour, Target } from '../metrics/index.js';
 import { progress } from '../report/index.js';
-import { augmentModel, cachedModel, distilledAnchor, hasCachedModel, type AugmentationSettings, type TrainExample } from '../train/index.js';
 import {
-  resolvePrestoOptions, resolvePushForwardOptions, type PrestoOptions, type PushForwardOptions, type ResolvedPrestoOptions, type ResolvedPushForwardOptions,
+  augmentModel, cachedModel, dertaModel, distilledAnchor, hasCachedModel, worstInsertionModel, type AugmentationSettings, type FineTuneOptions, type TrainExample,
+  type TrainResult, type WorstInsertionStep,
+} from '../train/index.js';
+import type { Decoder } from '../model/index.js';
+import {
+  resolveDertaOptions, resolvePrestoOptions, resolvePushForwardOptions, resolveWorstInsertionOptions, type DertaOptions, type PrestoOptions, type PushForwardOptions,
+  type ResolvedDertaOptions, type ResolvedPrestoOptions, type ResolvedPushForwardOptions, type ResolvedWorstInsertionOptions, type WorstInsertionOptions,
 } from '../objectives/index.js';
 import type { World } from '../organism/index.js';
 import { organismBehaviours, organismTarget } from './organism.js';
@@ -65,16 +81,28 @@ export interface AugmentedOrganismOptions {
   defence?: OrganismDefence;
 }
 
-/** PRESTO and/or push-forward alignment added to the augmentation objective (augmentModel's options of the same names). */
+/**
+ * PRESTO and/or push-forward alignment added to the augmentation objective (augmentModel's options
+ * of the same names); or, alone, random worst-insertion training (worstInsertionModel's options) or
+ * DeRTa (dertaModel's options).
+ */
 export interface OrganismDefence {
   presto?: PrestoOptions;
   pushForward?: PushForwardOptions;
+  worstInsertion?: WorstInsertionOptions;
+  derta?: DertaOptions;
 }
 
-/** The defence as it enters the key: options resolved (defaults filled in); a term not used is null. */
+/**
+ * The defence as it enters the key: options resolved (defaults filled in); a PRESTO / push-forward
+ * term not used is null; `worstInsertion` / `derta` are present only when used (so the keys of the
+ * other defences are as before they existed).
+ */
 export interface ResolvedOrganismDefence {
   presto: ResolvedPrestoOptions | null;
   pushForward: ResolvedPushForwardOptions | null;
+  worstInsertion?: ResolvedWorstInsertionOptions;
+  derta?: ResolvedDertaOptions;
 }
 
 /** The aligned checkpoint's identity in the key. */
@@ -116,37 +144,58 @@ export const AUGMENTATION_DEFENCE_NAME = 'Qi et al. data augmentation (augmentMo
 
 export const PRESTO_DEFENCE_NAME = 'Vega & Singh PRESTO (augmentModel presto)';
 export const PUSH_FORWARD_DEFENCE_NAME = 'push-forward alignment (augmentModel pushForward)';
+export const WORST_INSERTION_DEFENCE_NAME = 'random worst-insertion training (worstInsertionModel)';
+export const DERTA_DEFENCE_NAME = 'Yuan et al. DeRTa (dertaModel)';
+
+const DEFENCE_KEYS = ['presto', 'pushForward', 'worstInsertion', 'derta'];
 
 /** The defence resolved, or null when none is set (plain augmentation). */
 export function resolveOrganismDefence(defence: OrganismDefence | undefined): ResolvedOrganismDefence | null {
   if (defence === undefined) return null;
-  if (typeof defence !== 'object' || defence === null) throw new Error(`augmentedOrganismCache: \`defence\` must be { presto?, pushForward? }, but is ${String(defence)}`);
-  for (const key of Object.keys(defence)) if (key !== 'presto' && key !== 'pushForward') throw new Error(`augmentedOrganismCache: unknown defence \`${key}\` (known: presto, pushForward)`);
-  if (defence.presto === undefined && defence.pushForward === undefined) return null;
+  if (typeof defence !== 'object' || defence === null) throw new Error(`augmentedOrganismCache: \`defence\` must be { presto?, pushForward?, worstInsertion?, derta? }, but is ${String(defence)}`);
+  for (const key of Object.keys(defence)) if (!DEFENCE_KEYS.includes(key)) throw new Error(`augmentedOrganismCache: unknown defence \`${key}\` (known: ${DEFENCE_KEYS.join(', ')})`);
+  const used = DEFENCE_KEYS.filter((k) => (defence as Record<string, unknown>)[k] !== undefined);
+  if (used.length === 0) return null;
+  for (const alone of ['worstInsertion', 'derta']) {
+    if (used.includes(alone) && used.length > 1) throw new Error(`augmentedOrganismCache: the \`${alone}\` defence stands alone; it cannot be combined with ${used.filter((k) => k !== alone).map((k) => `\`${k}\``).join(', ')}`);
+  }
   return {
     presto: defence.presto === undefined ? null : resolvePrestoOptions(defence.presto),
     pushForward: defence.pushForward === undefined ? null : resolvePushForwardOptions(defence.pushForward),
+    ...(defence.worstInsertion !== undefined ? { worstInsertion: resolveWorstInsertionOptions(defence.worstInsertion) } : {}),
+    ...(defence.derta !== undefined ? { derta: resolveDertaOptions(defence.derta) } : {}),
   };
 }
 
-/** The folder tag of a defence: `presto-w<weight>[-s<scale>]`, `push-<form>-w<weight>[-k<topK>]`, joined by `+`; '' for none. */
+/**
+ * The folder tag of a defence: `presto-w<weight>[-s<scale>]`, `push-<form>-w<weight>[-k<topK>][-tok]`, joined by `+`;
+ * `worst-insertion-c<M>-n<nMax>-m<m>-p<plainProbability>`; `derta-r<rtoShare>-k<keepFraction>[-t<refusalToken>]`; '' for none.
+ */
 export function defenceTag(defence: ResolvedOrganismDefence | null): string {
   if (!defence) return '';
   const parts: string[] = [];
   if (defence.presto) parts.push(`presto-w${defence.presto.weight}${defence.presto.scale === 'tokens' ? '' : `-s${defence.presto.scale}`}`);
-  if (defence.pushForward) parts.push(`push-${defence.pushForward.form}-w${defence.pushForward.weight}${defence.pushForward.form === 'listmle' ? `-k${defence.pushForward.topK}` : ''}`);
+  if (defence.pushForward) parts.push(`push-${defence.pushForward.form}-w${defence.pushForward.weight}${defence.pushForward.form === 'listmle' ? `-k${defence.pushForward.topK}` : ''}${defence.pushForward.normalise === 'tokens' ? '-tok' : ''}`);
+  const wi = defence.worstInsertion;
+  if (wi) parts.push(`worst-insertion-c${wi.candidates}-n${wi.maxSpan}-m${wi.continuation}-p${wi.plainProbability}`);
+  const d = defence.derta;
+  if (d) parts.push(`derta-r${d.rtoShare}-k${d.keepFraction}${d.refusalToken === null ? '' : `-t${d.refusalToken}`}`);
   return parts.join('+');
 }
 
 /** The defence's name in the key (and in model names): plain augmentation keeps notebook 05's. */
 function defenceNameOf(defence: ResolvedOrganismDefence | null): string {
   if (!defence) return AUGMENTATION_DEFENCE_NAME;
+  if (defence.worstInsertion) return WORST_INSERTION_DEFENCE_NAME;
+  if (defence.derta) return DERTA_DEFENCE_NAME;
   return [defence.presto ? PRESTO_DEFENCE_NAME : '', defence.pushForward ? PUSH_FORWARD_DEFENCE_NAME : ''].filter((x) => x).join(' + ');
 }
 
-/** The short label of a defence in model names: 'augmented', 'augmented + PRESTO', 'augmented + push-forward'. */
+/** The short label of a defence in model names: 'augmented', 'augmented + PRESTO', 'augmented + push-forward', 'worst-insertion', 'DeRTa'. */
 function modelLabel(defence: ResolvedOrganismDefence | null): string {
   if (!defence) return 'augmented';
+  if (defence.worstInsertion) return 'worst-insertion';
+  if (defence.derta) return 'DeRTa';
   return ['augmented', defence.presto ? 'PRESTO' : '', defence.pushForward ? 'push-forward' : ''].filter((x) => x).join(' + ');
 }
 
@@ -194,7 +243,7 @@ export function augmentedOrganismCache(world: World, options: AugmentedOrganismO
 export interface AugmentedOrganismModel {
   seed: number;
   steps: number;
-  /** Named `augmented (<steps> steps, seed <seed>)` as in notebook 05 (with a defence `augmented + PRESTO (...)` / `augmented + push-forward (...)`); steps 0: the aligned target. */
+  /** Named `augmented (<steps> steps, seed <seed>)` as in notebook 05 (with a defence `augmented + PRESTO (...)` / `augmented + push-forward (...)` / `worst-insertion (...)` / `DeRTa (...)`); steps 0: the aligned target. */
   target: Target;
   /** What its training recorded (the last step's losses; a snapshot also its log). */
   record: Record<string, unknown>;
@@ -212,7 +261,24 @@ export interface AugmentedOrganismModels {
   at(steps: number, seed: number): Target;
 }
 
-interface StepRecord { step: number; loss: number; safety: number; anchor: number; presto?: number; pushForward?: number }
+interface StepRecord {
+  step: number; loss: number; safety: number; anchor: number; presto?: number; pushForward?: number; rto?: number;
+  /** Worst insertion: the mean score (harmful-continuation log-likelihood per token) of the step's chosen insertions. */
+  insertionScore?: number;
+}
+
+/** Trains one model of the defence: augmentModel (with PRESTO / push-forward), worstInsertionModel or dertaModel. */
+function defenceTrainer(defence: ResolvedOrganismDefence | null) {
+  return (
+    target: Target, safety: readonly HarmfulBehaviour[], anchor: TrainExample[], settings: AugmentationSettings,
+    options: FineTuneOptions & { onInsertions?: (s: WorstInsertionStep) => void } = {},
+  ): Promise<{ model: Decoder; result: TrainResult }> => {
+    const { onInsertions, ...rest } = options;
+    if (defence?.worstInsertion) return worstInsertionModel(target, safety, anchor, settings, { ...rest, ...defence.worstInsertion, onInsertions });
+    if (defence?.derta) return dertaModel(target, safety, anchor, settings, { ...rest, ...defence.derta });
+    return augmentModel(target, safety, anchor, settings, { ...rest, ...(defence?.presto ? { presto: defence.presto } : {}), ...(defence?.pushForward ? { pushForward: defence.pushForward } : {}) });
+  };
+}
 
 /**
  * Notebook 05's augmented models for every training seed × budget: loaded from the cache, or trained
@@ -231,7 +297,7 @@ export async function augmentedOrganismModels(
   });
   const cache = augmentedOrganismCache(world, options);
   const { safety, anchorRequests, alignedDir, settingsFor, keyFor, dirFor } = cache;
-  const trainOptions = cache.defence ? { ...(cache.defence.presto ? { presto: cache.defence.presto } : {}), ...(cache.defence.pushForward ? { pushForward: cache.defence.pushForward } : {}) } : {};
+  const trainDefence = defenceTrainer(cache.defence);
   const label = modelLabel(cache.defence);
   let anchor: TrainExample[] | null = null;
   const anchorExamples = async () => (anchor ??= (await distilledAnchor(aligned, anchorRequests, { batchSize: options.batchSize ?? 64 })).examples);
@@ -242,15 +308,21 @@ export async function augmentedOrganismModels(
     if (missing.length === 0) continue;
     const last = Math.max(...missing);
     const log: StepRecord[] = [];
+    let insertionScore: number | undefined;
     const examples = await anchorExamples();
     const bar = options.progress === false ? null : progress(last, { label: `${label} (seed ${seed}, snapshots at ${missing.join(', ')} steps)`, unit: 'steps' });
-    const run = await augmentModel(aligned, safety, examples, settingsFor(seed, last), {
+    const run = await trainDefence(aligned, safety, examples, settingsFor(seed, last), {
       onStep: (l) => {
         log.push({
           step: l.step, loss: l.loss, safety: l.metrics['loss/safety'], anchor: l.metrics['loss/anchor'],
           ...(l.metrics.presto !== undefined ? { presto: l.metrics.presto } : {}), ...(l.metrics.push_forward !== undefined ? { pushForward: l.metrics.push_forward } : {}),
+          ...(l.metrics.rto !== undefined ? { rto: l.metrics.rto } : {}), ...(insertionScore !== undefined ? { insertionScore } : {}),
         });
+        insertionScore = undefined;
         bar?.tick(1, { loss: l.loss.toFixed(3), 'tok/s': Math.round(l.tokensPerSecond) });
+      },
+      onInsertions: (s) => {
+        insertionScore = s.choices.reduce((a, c) => a + c.score, 0) / s.choices.length;
       },
       evalEvery: 1,
       onEval: async (model, step) => {
@@ -261,7 +333,6 @@ export async function augmentedOrganismModels(
         }
         return {};
       },
-      ...trainOptions,
     });
     bar?.done();
     run.model.dispose();
@@ -274,7 +345,7 @@ export async function augmentedOrganismModels(
         continue;
       }
       const c = await cachedModel(dirFor(seed, steps), keyFor(seed, steps), async () => {
-        const r = await augmentModel(aligned, safety, await anchorExamples(), settingsFor(seed, steps), trainOptions);
+        const r = await trainDefence(aligned, safety, await anchorExamples(), settingsFor(seed, steps));
         trainedNow.push(`seed ${seed}: ${steps}`);
         return { model: r.model, record: { last: r.result.log[r.result.log.length - 1] } };
       }, { tokenizer: alignedDir });

@@ -2,6 +2,7 @@
 // of Qi et al.'s augmentation (safety-recovery examples + utility anchor), plus optionally
 //   PRESTO:        weight * scale * prestoTerm(attentions, prefillMask, attentionMask)   (presto.ts)
 //   push-forward:  weight * pushForwardTerm(logits, prefill spans, { form, topK })       (pushForward.ts)
+//                  (normalise 'tokens': times (prefilled examples) / (target tokens))
 // from one forward pass (with attention probabilities when PRESTO is on: lib/model's Decoder then
 // runs its eager attention, whose probabilities are differentiable; the fused kernel path, which
 // returns none, is only taken without outputAttentions).
@@ -47,7 +48,7 @@ export function augmentationObjective(options: AugmentationObjectiveOptions = {}
   const push = options.pushForward === undefined ? undefined : resolvePushForwardOptions(options.pushForward);
   const parts = ['augmentation'];
   if (presto) parts.push(`presto(weight=${presto.weight},scale=${presto.scale})`);
-  if (push) parts.push(`push_forward(weight=${push.weight},form=${push.form}${push.form === 'listmle' ? `,topK=${push.topK}` : ''})`);
+  if (push) parts.push(`push_forward(weight=${push.weight},form=${push.form}${push.form === 'listmle' ? `,topK=${push.topK}` : ''}${push.normalise === 'tokens' ? ',normalise=tokens' : ''})`);
   const name = parts.join('+');
   return {
     name,
@@ -68,7 +69,9 @@ export function augmentationObjective(options: AugmentationObjectiveOptions = {}
       }
       if (push && extras) {
         const term = pushForwardTerm(out.logits, extras.prefillSpans, push);
-        loss = tf.add(loss, tf.mul(term, push.weight));
+        const prefilled = extras.prefillSpans.filter((s) => s !== null && s.length > 0).length;
+        const normalised = push.normalise === 'tokens' ? tf.mul(term, tf.div(prefilled, count)) : term;
+        loss = tf.add(loss, tf.mul(normalised, push.weight));
         metrics.push_forward = term;
       }
       return { loss: loss as tf.Scalar, metrics };

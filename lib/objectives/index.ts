@@ -8,3 +8,5 @@ export * from './prefillSpans.js';
 export * from './presto.js';
 export * from './pushForward.js';
 export * from './augmentationObjective.js';
+export * from './worstInsertion.js';
+export * from './derta.js';

@@ -29,6 +29,12 @@
 //                        over the rest matter, not the bare probabilities.
 // Both are averaged over the batch's examples with a prefill (0 when there is none) and added to
 // the token-mean response cross-entropy with a weight (augmentationObjective({ pushForward })).
+// normalise 'examples' (default) adds weight * that mean; 'tokens' adds weight * (sum over the
+// prefilled examples) / (target tokens of the batch), the cross-entropy's own normalisation (and
+// PRESTO's), so each prefilled example weighs like one more target token. Why both: with
+// 'examples' the term is per example while the cross-entropy is per token, so at weight 1 it
+// outweighs the cross-entropy by about the number of target tokens per example (on the organism
+// ~100x at the start of training; notebook 08 shows what that does to utility).
 // Plain refusals (k = 0) would compare a distribution with itself and are skipped; utility-anchor
 // rows have no span.
 
@@ -37,6 +43,7 @@ import { stopGradient } from './constrainedSFT.js';
 import type { PrefillSpan } from './prefillSpans.js';
 
 export type PushForwardForm = 'kl' | 'listmle';
+export type PushForwardNormalise = 'examples' | 'tokens';
 
 export interface PushForwardOptions {
   /** Multiplies the term added to the cross-entropy. Default 1. */
@@ -45,12 +52,15 @@ export interface PushForwardOptions {
   form?: PushForwardForm;
   /** K of 'listmle': how many of the bare distribution's top tokens are ranked. Default 20 (RAP's list). */
   topK?: number;
+  /** 'examples' (default): the mean over prefilled examples; 'tokens': their sum over the batch's target tokens (see the header). */
+  normalise?: PushForwardNormalise;
 }
 
 export interface ResolvedPushForwardOptions {
   weight: number;
   form: PushForwardForm;
   topK: number;
+  normalise: PushForwardNormalise;
 }
 
 /** A very negative logit offset that removes an entry from a logsumexp (finite, so gradients stay 0, not NaN). */
@@ -59,14 +69,16 @@ const EXCLUDED = -1e30;
 /** Defaults filled in and checked; errors name the option. */
 export function resolvePushForwardOptions(options: PushForwardOptions = {}): ResolvedPushForwardOptions {
   if (typeof options !== 'object' || options === null) throw new Error(`pushForward: options must be an object, but are ${String(options)}`);
-  for (const key of Object.keys(options)) if (!['weight', 'form', 'topK'].includes(key)) throw new Error(`pushForward: unknown option \`${key}\` (known: weight, form, topK)`);
+  for (const key of Object.keys(options)) if (!['weight', 'form', 'topK', 'normalise'].includes(key)) throw new Error(`pushForward: unknown option \`${key}\` (known: weight, form, topK, normalise)`);
   const weight = options.weight ?? 1;
   if (typeof weight !== 'number' || !Number.isFinite(weight) || weight < 0) throw new Error(`pushForward: \`weight\` must be a finite number >= 0, but is ${String(weight)}`);
   const form = options.form ?? 'kl';
   if (form !== 'kl' && form !== 'listmle') throw new Error(`pushForward: \`form\` must be 'kl' or 'listmle', but is ${JSON.stringify(form)}`);
   const topK = options.topK ?? 20;
   if (typeof topK !== 'number' || !Number.isInteger(topK) || topK < 1) throw new Error(`pushForward: \`topK\` must be an integer >= 1, but is ${String(topK)}`);
-  return { weight, form, topK };
+  const normalise = options.normalise ?? 'examples';
+  if (normalise !== 'examples' && normalise !== 'tokens') throw new Error(`pushForward: \`normalise\` must be 'examples' or 'tokens', but is ${JSON.stringify(normalise)}`);
+  return { weight, form, topK, normalise };
 }
 
 /**

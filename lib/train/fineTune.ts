@@ -6,7 +6,7 @@ import { createModel, type Decoder } from '../model/index.js';
 import { crossEntropyObjective, type Objective } from '../objectives/index.js';
 import { checkSeed } from '../util/rng.js';
 import { MixedBatchSampler, type DataSource, type TrainExample } from './data.js';
-import { train, type StepLog, type TrainResult } from './trainer.js';
+import { train, type PrepareExamples, type StepLog, type TrainResult } from './trainer.js';
 import type { LrSchedule } from './schedule.js';
 
 /** A copy of `model` with its own variables (the original stays untouched while the copy trains). */
@@ -43,6 +43,8 @@ export interface FineTuneOptions {
   /** Default: token-level cross-entropy on the examples' loss masks. */
   objective?: Objective;
   batchExtras?: (examples: TrainExample[]) => Record<string, unknown>;
+  /** Rebuild each step's examples from the model being trained (TrainOptions.prepareExamples). */
+  prepareExamples?: PrepareExamples;
   /** Called after every `evalEvery` steps (and at the end) with the model being trained. */
   evalEvery?: number;
   onEval?: (model: Decoder, step: number) => Promise<Record<string, number>> | Record<string, number>;
@@ -61,7 +63,7 @@ export async function fineTune(model: Decoder, sources: DataSource[], padId: num
       model: copy, params: copy.variables(), objective: options.objective ?? crossEntropyObjective(), sampler, padId,
       schedule: { peakLr: settings.peakLr, warmupSteps: settings.warmupSteps, totalSteps: settings.steps, decay: settings.decay ?? 'constant', minLrRatio: settings.minLrRatio },
       optimizer: { beta1: settings.beta1, beta2: settings.beta2, weightDecay: settings.weightDecay },
-      clipNorm: settings.clipNorm, batchExtras: options.batchExtras, onStep: options.onStep, checkpoint: options.checkpoint,
+      clipNorm: settings.clipNorm, batchExtras: options.batchExtras, prepareExamples: options.prepareExamples, onStep: options.onStep, checkpoint: options.checkpoint,
       evalEvery: options.evalEvery, onEval: options.onEval ? (step) => options.onEval!(copy, step) : undefined,
     });
     return { model: copy, result };

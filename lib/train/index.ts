@@ -7,3 +7,5 @@ export * from './organism.js';
 export * from './fineTune.js';
 export * from './augment.js';
 export * from './cache.js';
+export * from './worstInsertion.js';
+export * from './derta.js';

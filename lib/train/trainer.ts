@@ -1,4 +1,5 @@
-// The training loop. Stages per step, in order: lr from the schedule -> batch -> forward/backward
+// The training loop. Stages per step, in order: lr from the schedule -> batch (-> examples rebuilt
+// from the current model by `prepareExamples`, when given) -> forward/backward
 // (objective inside the gradient tape) -> global-norm clip -> AdamW step -> log -> eval callback ->
 // checkpoint. Checkpoints hold parameters, optimizer moments, step, sampler state and the log, are
 // written atomically (temp folder + rename), and a run pointed at a folder that holds one resumes
@@ -72,10 +73,45 @@ export interface TrainOptions {
   onStep?: (log: StepLog, totalSteps: number) => void;
   /** Build objective-specific batch extras from the examples (e.g. prefill spans). */
   batchExtras?: (examples: TrainExample[]) => Record<string, unknown>;
+  /**
+   * Replace a step's examples by examples built from the model being trained, before they are
+   * collated (training data that depends on the current model, e.g. worst-insertion training).
+   * Called once per step, with the 0-based index of the step about to be taken and the model as it
+   * is before that step; it must return one example per input example (same order, same sources).
+   * For exact resume it must be a function of (examples, step, model) only: a resumed run restores
+   * the model and the sampler, so it sees the same inputs and builds the same examples.
+   */
+  prepareExamples?: PrepareExamples;
   /** Warn after this many consecutive steps with gradient norm exactly 0 (default 5; null: never). */
   zeroGradWarnSteps?: number | null;
   /** Where warnings go (default console.warn); they are also returned in TrainResult.warnings. */
   onWarning?: (message: string) => void;
+}
+
+/** What TrainOptions.prepareExamples sees besides the examples. */
+export interface PrepareContext {
+  /** 0-based index of the step about to be taken (= optimizer steps taken so far). */
+  step: number;
+  /** The source of each example. */
+  sources: string[];
+  /** The model being trained, before this step's update. */
+  model: CausalLM;
+}
+
+export type PrepareExamples = (examples: TrainExample[], context: PrepareContext) => TrainExample[] | Promise<TrainExample[]>;
+
+/** The prepared examples, checked: one per input example, ids and loss mask of equal length >= 2. */
+async function prepareStep(prepare: PrepareExamples, examples: TrainExample[], context: PrepareContext): Promise<TrainExample[]> {
+  const out = await prepare(examples, context);
+  if (!Array.isArray(out) || out.length !== examples.length) {
+    throw new Error(`train: \`prepareExamples\` returned ${Array.isArray(out) ? out.length : typeof out} examples at step ${context.step + 1} for ${examples.length} sampled (it must return one per sampled example)`);
+  }
+  out.forEach((e, i) => {
+    if (!e || !Array.isArray(e.ids) || !Array.isArray(e.lossMask) || e.ids.length !== e.lossMask.length || e.ids.length < 2) {
+      throw new Error(`train: \`prepareExamples\` example ${i} at step ${context.step + 1} must have ids and lossMask of the same length >= 2`);
+    }
+  });
+  return out;
 }
 
 export interface TrainResult {
@@ -248,7 +284,17 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     while (step < stopAt) {
       const lr = learningRateAt(step, schedule);
       const samplerBefore = sampler.getState();
-      const { examples, sources } = sampler.next();
+      const sampled = sampler.next();
+      const sources = sampled.sources;
+      let examples = sampled.examples;
+      if (options.prepareExamples) {
+        try {
+          examples = await prepareStep(options.prepareExamples, examples, { step, sources, model });
+        } catch (e) {
+          sampler.setState(samplerBefore);
+          throw e;
+        }
+      }
       const batch: Batch = collate(examples, sources, options.padId, options.batchExtras ? options.batchExtras(examples) : {});
       const t0 = performance.now();
       let metricTensors: Record<string, tf.Scalar> = {};

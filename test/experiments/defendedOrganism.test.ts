@@ -63,10 +63,11 @@ describe('augmentedOrganismCache / augmentedOrganismModels with a defence (noteb
     expect(presto.keyFor(1, 25).defence).toBe(PRESTO_DEFENCE_NAME);
     expect(presto.keyFor(1, 25).defenceSettings).toStrictEqual({ presto: { weight: 1, scale: 'tokens' }, pushForward: null });
     expect(push.keyFor(1, 25).defence).toBe(PUSH_FORWARD_DEFENCE_NAME);
-    expect(push.keyFor(1, 25).defenceSettings).toStrictEqual({ presto: null, pushForward: { weight: 1, form: 'kl', topK: 20 } });
+    expect(push.keyFor(1, 25).defenceSettings).toStrictEqual({ presto: null, pushForward: { weight: 1, form: 'kl', topK: 20, normalise: 'examples' } });
     expect(presto.dirFor(2, 35)).toBe(path.join(cacheDir, 'presto-w1_lr0.0001_steps35_seed2'));
     expect(push.dirFor(2, 35)).toBe(path.join(cacheDir, 'push-kl-w1_lr0.0001_steps35_seed2'));
     expect(listmle.dirFor(1, 6)).toBe(path.join(cacheDir, 'push-listmle-w0.5-k5_lr0.0001_steps6_seed1'));
+    expect(defenceTag(resolveOrganismDefence({ pushForward: { form: 'listmle', normalise: 'tokens' } }))).toBe('push-listmle-w1-k20-tok');
     expect(defenceTag(resolveOrganismDefence({ presto: { weight: 10, scale: 2 }, pushForward: {} }))).toBe('presto-w10-s2+push-kl-w1');
     // Different weights: different keys and folders (a cached model of one is never read as the other).
     const presto10 = augmentedOrganismCache(world, { ...base, defence: { presto: { weight: 10 } } });

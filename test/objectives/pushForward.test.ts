@@ -103,7 +103,8 @@ describe('pushForwardLoss', () => {
   });
 
   it('checks its options', () => {
-    expect(resolvePushForwardOptions()).toEqual({ weight: 1, form: 'kl', topK: 20 });
+    expect(resolvePushForwardOptions()).toEqual({ weight: 1, form: 'kl', topK: 20, normalise: 'examples' });
+    expect(() => resolvePushForwardOptions({ normalise: 'batch' as never })).toThrow(/`normalise`/);
     expect(() => resolvePushForwardOptions({ form: 'rank' as never })).toThrow(/`form`/);
     expect(() => resolvePushForwardOptions({ topK: 0 })).toThrow(/`topK`/);
     expect(() => resolvePushForwardOptions({ weight: Number.NaN })).toThrow(/`weight`/);
@@ -177,7 +178,14 @@ describe('augmentation + push-forward objective', () => {
       const out = pushForwardObjective(o).compute(t.model, batch);
       expect(value(out.loss)).toBeCloseTo(ce + (o.weight ?? 1) * term, 4);
       expect(value(out.metrics!.push_forward)).toBeCloseTo(term, 5);
+      // normalise 'tokens': the summed term over the batch's target tokens (CE's own normaliser)
+      const prefilled = extras.prefillSpans.filter((s) => s !== null && s.length > 0).length;
+      const tokens = batch.lossMask.sum().dataSync()[0];
+      const perToken = pushForwardObjective({ ...o, normalise: 'tokens' }).compute(t.model, batch);
+      expect(value(perToken.loss)).toBeCloseTo(ce + (o.weight ?? 1) * term * prefilled / tokens, 4);
+      expect(value(perToken.metrics!.push_forward)).toBeCloseTo(term, 5);
     }
+    expect(pushForwardObjective({ normalise: 'tokens' }).name).toBe('augmentation+push_forward(weight=1,form=kl,normalise=tokens)');
     expect(pushForwardObjective({ form: 'listmle', topK: 5 }).name).toBe('augmentation+push_forward(weight=1,form=listmle,topK=5)');
     disposeBatch(batch);
   });
