@@ -5,3 +5,6 @@ export * from './organism.js';
 export * from './augmentedOrganism.js';
 export * from './organismSafety.js';
 export * from './organismReport.js';
+export * from './rapSession.js';
+export * from './playModels.js';
+export * from './playServer.js';

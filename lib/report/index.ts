@@ -55,6 +55,7 @@ export {
   type ReportRun,
   type WrittenReport,
 } from './reproductionReport.js';
+export { rapPlayPageHtml } from './playPage.js';
 export {
   progress,
   formatProgress,
