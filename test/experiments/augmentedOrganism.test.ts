@@ -16,13 +16,12 @@ import {
 } from '../../lib/train/index.js';
 import { augmentedOrganismCache, augmentedOrganismModels, organismBehaviours } from '../../lib/experiments/index.js';
 import type { Target } from '../../lib/metrics/index.js';
-import { tinyAlignedOrganism, weightsOf } from './tinyAlignedOrganism.js';
+import { stable, tinyAlignedOrganism, tinyTrainingConfig, weightsOf } from './tinyAlignedOrganism.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-augorg-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** JSON with sorted keys, as cachedModel compares keys. */
-const stable = (x: unknown): string => JSON.stringify(x, (_k, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
 
 /** Notebook 05's cell 3 (cache key and folders), copied verbatim but for CONFIG and world coming in as arguments. */
 function notebook05Reference(world: World, CONFIG: {
@@ -90,8 +89,7 @@ describe('augmentedOrganismCache and augmentedOrganismModels (notebook 05\'s aug
   });
 
   it('trains a sweep as notebook 05 does (snapshots of one run = runs of that length), caches it under 05\'s keys and reloads it', async () => {
-    const recipe = { ...AUGMENTATION_DEFAULTS, warmupSteps: 1, safetyPerBatch: 4, anchorPerBatch: 4, poolPerTriplet: 2, peakLr: 1e-3 } as Omit<AugmentationSettings, 'steps' | 'seed'>;
-    const config = { organismDir, cacheDir, recipe, safety: { perTask: 1, seed: 0, limitTasks: 3 }, anchor: { perTask: 1, seed: 1, limitTasks: 3 }, batchSize: 8 };
+    const config = tinyTrainingConfig(organismDir, cacheDir);
     const first = await augmentedOrganismModels(world, aligned, { ...config, seeds: [1], steps: [0, 2, 3], progress: false });
     expect(first.trainedNow).toEqual(['seed 1: 2', 'seed 1: 3']);
     expect(first.models.map((m) => [m.steps, m.seed, m.target.name])).toEqual([[0, 1, 'aligned'], [2, 1, 'augmented (2 steps, seed 1)'], [3, 1, 'augmented (3 steps, seed 1)']]);

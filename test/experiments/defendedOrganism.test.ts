@@ -9,18 +9,17 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../lib/engine/index.js';
 import type { World } from '../../lib/organism/index.js';
 import {
-  AUGMENTATION_DEFAULTS, augmentModel, distilledAnchor, hasCachedModel, type AugmentationSettings,
+  augmentModel, distilledAnchor, hasCachedModel,
 } from '../../lib/train/index.js';
 import {
   AUGMENTATION_DEFENCE_NAME, PRESTO_DEFENCE_NAME, PUSH_FORWARD_DEFENCE_NAME, augmentedOrganismCache, augmentedOrganismModels, defenceTag, resolveOrganismDefence,
 } from '../../lib/experiments/index.js';
 import type { Target } from '../../lib/metrics/index.js';
-import { tinyAlignedOrganism, weightsOf } from './tinyAlignedOrganism.js';
+import { stable, tinyAlignedOrganism, tinyCacheOptions, tinyTrainingConfig, weightsOf } from './tinyAlignedOrganism.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-defended-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const stable = (x: unknown): string => JSON.stringify(x, (_k, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
 
 describe('augmentedOrganismCache / augmentedOrganismModels with a defence (notebook 08)', () => {
   let world: World;
@@ -34,8 +33,7 @@ describe('augmentedOrganismCache / augmentedOrganismModels with a defence (noteb
   });
 
   it('keys: the plain key plus the defence (name, resolved settings); tagged folders; plain and empty defences keep notebook 05\'s keys', () => {
-    const recipe = { ...AUGMENTATION_DEFAULTS, peakLr: 1e-4 } as Omit<AugmentationSettings, 'steps' | 'seed'>;
-    const base = { organismDir, cacheDir, recipe, safety: { perTask: 1, seed: 0, limitTasks: 4 }, anchor: { perTask: 1, seed: 1, limitTasks: 4 } };
+    const base = tinyCacheOptions(organismDir, cacheDir);
     const plain = augmentedOrganismCache(world, base);
     const empty = augmentedOrganismCache(world, { ...base, defence: {} });
     const presto = augmentedOrganismCache(world, { ...base, defence: { presto: { weight: 1 } } });
@@ -81,8 +79,7 @@ describe('augmentedOrganismCache / augmentedOrganismModels with a defence (noteb
   });
 
   it('trains PRESTO and push-forward sweeps (snapshots = runs of that length), caches them in their folders and reloads them', async () => {
-    const recipe = { ...AUGMENTATION_DEFAULTS, warmupSteps: 1, safetyPerBatch: 4, anchorPerBatch: 4, poolPerTriplet: 2, peakLr: 1e-3 } as Omit<AugmentationSettings, 'steps' | 'seed'>;
-    const config = { organismDir, cacheDir, recipe, safety: { perTask: 1, seed: 0, limitTasks: 3 }, anchor: { perTask: 1, seed: 1, limitTasks: 3 }, batchSize: 8 };
+    const config = tinyTrainingConfig(organismDir, cacheDir);
     const plain = await augmentedOrganismModels(world, aligned, { ...config, seeds: [1], steps: [2], progress: false });
     const presto = await augmentedOrganismModels(world, aligned, { ...config, defence: { presto: { weight: 1 } }, seeds: [1], steps: [0, 2, 3], progress: false });
     expect(presto.trainedNow).toEqual(['seed 1: 2', 'seed 1: 3']);

@@ -8,17 +8,16 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../lib/engine/index.js';
 import type { World } from '../../lib/organism/index.js';
-import { AUGMENTATION_DEFAULTS, dertaModel, distilledAnchor, hasCachedModel, worstInsertionModel, type AugmentationSettings } from '../../lib/train/index.js';
+import { dertaModel, distilledAnchor, hasCachedModel, worstInsertionModel } from '../../lib/train/index.js';
 import {
   DERTA_DEFENCE_NAME, WORST_INSERTION_DEFENCE_NAME, augmentedOrganismCache, augmentedOrganismModels, defenceTag, resolveOrganismDefence,
 } from '../../lib/experiments/index.js';
 import type { Target } from '../../lib/metrics/index.js';
-import { tinyAlignedOrganism, weightsOf } from './tinyAlignedOrganism.js';
+import { stable, tinyAlignedOrganism, tinyCacheOptions, tinyTrainingConfig, weightsOf } from './tinyAlignedOrganism.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-insdef-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-const stable = (x: unknown): string => JSON.stringify(x, (_k, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v));
 
 describe('augmentedOrganismModels with worst-insertion training and DeRTa', () => {
   let world: World;
@@ -32,8 +31,7 @@ describe('augmentedOrganismModels with worst-insertion training and DeRTa', () =
   });
 
   it('keys: matched settings and data, the defence named with its resolved options; tagged folders; they stand alone', () => {
-    const recipe = { ...AUGMENTATION_DEFAULTS, peakLr: 1e-4 } as Omit<AugmentationSettings, 'steps' | 'seed'>;
-    const base = { organismDir, cacheDir, recipe, safety: { perTask: 1, seed: 0, limitTasks: 4 }, anchor: { perTask: 1, seed: 1, limitTasks: 4 } };
+    const base = tinyCacheOptions(organismDir, cacheDir);
     const plain = augmentedOrganismCache(world, base);
     const worst = augmentedOrganismCache(world, { ...base, defence: { worstInsertion: {} } });
     const derta = augmentedOrganismCache(world, { ...base, defence: { derta: { keepFraction: 0.05 } } });
@@ -67,8 +65,7 @@ describe('augmentedOrganismModels with worst-insertion training and DeRTa', () =
   });
 
   it('trains worst-insertion and DeRTa sweeps (snapshots = runs of that length), caches and reloads them', async () => {
-    const recipe = { ...AUGMENTATION_DEFAULTS, warmupSteps: 1, safetyPerBatch: 4, anchorPerBatch: 4, poolPerTriplet: 2, peakLr: 1e-3 } as Omit<AugmentationSettings, 'steps' | 'seed'>;
-    const config = { organismDir, cacheDir, recipe, safety: { perTask: 1, seed: 0, limitTasks: 3 }, anchor: { perTask: 1, seed: 1, limitTasks: 3 }, batchSize: 8 };
+    const config = tinyTrainingConfig(organismDir, cacheDir);
     const worstOptions = { candidates: 2, maxSpan: 6, continuation: 4 };
     const worst = await augmentedOrganismModels(world, aligned, { ...config, defence: { worstInsertion: worstOptions }, seeds: [1], steps: [0, 1, 2], progress: false });
     expect(worst.trainedNow).toEqual(['seed 1: 1', 'seed 1: 2']);

@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Browser, Page } from 'playwright-core';
+import { launchHeadlessChromium } from './headlessChromium.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { initEngine } from '../../lib/engine/index.js';
 import { findChromium } from '../../lib/report/index.js';
@@ -117,8 +118,7 @@ describe.skipIf(!chromium.path)('npm run play in headless Chromium', () => {
   let browser: Browser;
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    const { chromium: pw } = await import('playwright-core');
-    browser = await pw.launch({ executablePath: chromium.path!, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'] });
+    browser = await launchHeadlessChromium(chromium.path!);
   });
   afterAll(async () => {
     await browser?.close();

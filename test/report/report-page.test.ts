@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Browser, Page } from 'playwright-core';
+import { launchHeadlessChromium } from './headlessChromium.js';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   claimReason,
@@ -194,8 +195,7 @@ describe.skipIf(!chromium.path)('the reproduction report in headless Chromium', 
   let browser: Browser;
   beforeAll(async () => {
     mkdirSync(SHOTS, { recursive: true });
-    const { chromium: pw } = await import('playwright-core');
-    browser = await pw.launch({ executablePath: chromium.path!, headless: true, args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--no-first-run'] });
+    browser = await launchHeadlessChromium(chromium.path!);
   });
   afterAll(async () => {
     await browser?.close();
