@@ -192,11 +192,14 @@ function defenceNameOf(defence: ResolvedOrganismDefence | null): string {
 }
 
 /** The short label of a defence in model names: 'augmented', 'augmented + PRESTO', 'augmented + push-forward', 'worst-insertion', 'DeRTa'. */
-function modelLabel(defence: ResolvedOrganismDefence | null): string {
+export function defenceModelLabel(defence: ResolvedOrganismDefence | null): string {
   if (!defence) return 'augmented';
   if (defence.worstInsertion) return 'worst-insertion';
   if (defence.derta) return 'DeRTa';
-  return ['augmented', defence.presto ? 'PRESTO' : '', defence.pushForward ? 'push-forward' : ''].filter((x) => x).join(' + ');
+  const push = defence.pushForward;
+  // the default push-forward (KL, per example) keeps its plain name; other forms say which, so two push-forward arms never share a name
+  const pushName = push ? `push-forward${push.form === 'kl' && push.normalise === 'examples' ? '' : ` (${push.form}${push.form === 'listmle' ? ` top-${push.topK}` : ''}${push.normalise === 'tokens' ? ', per token' : ''})`}` : '';
+  return ['augmented', defence.presto ? 'PRESTO' : '', pushName].filter((x) => x).join(' + ');
 }
 
 const sha256 = (data: string | Buffer) => createHash('sha256').update(data).digest('hex');
@@ -298,7 +301,7 @@ export async function augmentedOrganismModels(
   const cache = augmentedOrganismCache(world, options);
   const { safety, anchorRequests, alignedDir, settingsFor, keyFor, dirFor } = cache;
   const trainDefence = defenceTrainer(cache.defence);
-  const label = modelLabel(cache.defence);
+  const label = defenceModelLabel(cache.defence);
   let anchor: TrainExample[] | null = null;
   const anchorExamples = async () => (anchor ??= (await distilledAnchor(aligned, anchorRequests, { batchSize: options.batchSize ?? 64 })).examples);
   const budgets = [...new Set(options.steps.filter((s) => s > 0))];
