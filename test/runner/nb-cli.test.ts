@@ -32,9 +32,9 @@ function runCli(sources: string[], extraArgs: string[] = [], env: Record<string,
     cwd: dir, // the runner must move to the repo root itself
     encoding: 'utf8',
     env: { ...process.env, DEEPALIGN_FIGURES_DIR: join(dir, 'figures'), DEEPALIGN_CHROMIUM: 'none', ...env },
-    // Generous: the first cell compiles the whole lib barrel with tslab's compiler (~20 s on a quiet
-    // 2-core machine, over 60 s while other tests load both cores).
-    timeout: 110_000,
+    // Generous: the first cell compiles the whole lib barrel with tslab's compiler (~20-35 s on a
+    // quiet 2-core machine, over 110 s while other jobs load both cores).
+    timeout: 200_000,
   });
   return { ...run, path, dir, original, written: () => JSON.parse(readFileSync(path, 'utf8')) };
 }
@@ -89,9 +89,10 @@ describe('npm run nb', () => {
     // Catches lib code that passes tsc but not tslab's compiler, or a package that cannot be
     // required from CommonJS.
     const run = runCli(["import * as lib from './lib/index.js';\nif (typeof lib.showFigure !== 'function') throw new Error('lib/index.js does not export lib/report');"], ['--no-write']);
+    expect(run.signal, 'the runner was killed by the 200 s timeout').toBeNull();
     expect(run.stderr).toContain('ok in');
     expect(run.status).toBe(0);
-  });
+  }, 240_000);
 
   it('fails on a runtime error with its stack trace, and on an error a cell left unawaited', () => {
     const thrown = runCli(["function explode(): never { throw new RangeError('value 7 out of range'); }\nexplode();"], ['--no-write']);
