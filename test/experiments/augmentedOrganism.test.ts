@@ -47,7 +47,6 @@ function notebook05Reference(world: World, CONFIG: {
   return { safety, anchorRequests, ALIGNED_ID, DATA_ID, settingsFor, keyFor, dirFor };
 }
 
-
 describe('augmentedOrganismCache and augmentedOrganismModels (notebook 05\'s augmented models)', () => {
   let world: World;
   let aligned: Target;

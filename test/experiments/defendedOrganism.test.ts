@@ -20,7 +20,6 @@ import { stable, tinyAlignedOrganism, tinyCacheOptions, tinyTrainingConfig, weig
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-defended-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-
 describe('augmentedOrganismCache / augmentedOrganismModels with a defence (notebook 08)', () => {
   let world: World;
   let aligned: Target;

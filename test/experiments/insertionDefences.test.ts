@@ -18,7 +18,6 @@ import { stable, tinyAlignedOrganism, tinyCacheOptions, tinyTrainingConfig, weig
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'deepalign-insdef-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
-
 describe('augmentedOrganismModels with worst-insertion training and DeRTa', () => {
   let world: World;
   let aligned: Target;
