@@ -8,4 +8,5 @@ export * from './objectives/index.js';
 export * from './train/index.js';
 export * from './metrics/index.js';
 export * from './attacks/index.js';
+export * from './datasets/index.js';
 export * from './experiments/index.js';

@@ -2,7 +2,7 @@
 // answers, identity shifting, a backdoor trigger, or benign data) and measure harmfulness along the
 // way. The objective is pluggable, so the same run measures standard SFT and constrained SFT.
 
-import type { Decoder } from '../model/index.js';
+import type { Decoder, LoraConfig } from '../model/index.js';
 import { trainingExample, withModel, type Decoding, type HarmfulBehaviour, type Judge, type Target } from '../metrics/index.js';
 import { evaluateHarmful } from '../metrics/evaluate.js';
 import { checkBehaviours } from '../metrics/behaviours.js';
@@ -39,6 +39,16 @@ export interface FineTuningAttackOptions {
   evalBatchSize?: number;
   /** Progress bars of the evaluations: options merged with the default label, or false for none (default: one bar per evaluation). */
   progress?: ProgressOptions | false;
+  /** Train LoRA adapters only (FineTuneOptions.lora): the attack of a LoRA fine-tuning API. */
+  lora?: LoraConfig;
+  /**
+   * Resumable training (FineTuneOptions.checkpoint). A resumed run does not repeat the evaluations of steps taken
+   * before the interruption, so the returned curve then starts after them: keep each evaluation as it arrives
+   * (onEvaluation) if the whole curve is needed across an interruption, as the CLI does.
+   */
+  checkpoint?: { dir: string; every: number; run?: unknown };
+  /** Called with each evaluation as it is made (step 0 first, then in step order). */
+  onEvaluation?: (row: { step: number } & SeededRate) => void;
 }
 
 export interface FineTuningAttackResult {
@@ -67,13 +77,17 @@ export async function fineTuningAttack(
     return { step, perSeed: s.perSeed, mean: s.mean, std: s.std, pooled: s.pooled, meanStrongReject: s.meanStrongReject };
   };
   const curve: FineTuningAttackResult['curve'] = [];
-  if (evalAt.includes(0)) curve.push(await measure(target.model, 0));
+  const record = (row: { step: number } & SeededRate) => {
+    curve.push(row);
+    options.onEvaluation?.(row);
+    return row;
+  };
+  if (evalAt.includes(0)) record(await measure(target.model, 0));
   const { model, result } = await fineTune(target.model, [{ name: 'attack', examples, perBatch: options.batchSize }], target.padTokenId, options.settings, {
-    objective: options.objective, batchExtras: options.batchExtras, onStep: options.onStep, evalEvery: 1,
+    objective: options.objective, batchExtras: options.batchExtras, onStep: options.onStep, evalEvery: 1, lora: options.lora, checkpoint: options.checkpoint,
     onEval: async (m, step): Promise<Record<string, number>> => {
       if (!evalAt.includes(step)) return {};
-      const row = await measure(m, step);
-      curve.push(row);
+      const row = record(await measure(m, step));
       return { harmful: row.mean };
     },
   });

@@ -11,3 +11,6 @@ export * from './ranks.js';
 export * from './klProfile.js';
 export * from './tokenGradients.js';
 export * from './rankMatch.js';
+export * from './rubrics.js';
+export * from './llmJudge.js';
+export * from './llamaGuard.js';

@@ -31,11 +31,20 @@ export interface ParamSpec {
   init: InitKind;
 }
 
-interface Linear {
+/** A low-rank update added to a Linear's output (LoRA, lib/model/lora.ts). */
+export interface LinearAdapter {
+  /** x [N, in] (the Linear's input, flattened) -> the update [N, out] */
+  delta(x2d: Tensor): Tensor;
+  dispose(): void;
+}
+
+export interface Linear {
   w: tf.Variable;
   b?: tf.Variable;
   /** gpt2 Conv1D stores [in, out]; everything else is nn.Linear [out, in] */
   inOut: boolean;
+  /** attached by lib/model/lora.ts; absent on a plain model (then linear() costs nothing extra) */
+  adapter?: LinearAdapter;
 }
 interface Norm {
   w: tf.Variable;
@@ -178,6 +187,8 @@ function linear(x: Tensor, p: Linear): Tensor {
   const x2d = x.reshape([-1, inDim]);
   let y = tf.matMul(x2d, p.w, false, !p.inOut); // [N, out]
   if (p.b) y = tf.add(y, p.b);
+  // PEFT's order: base layer (with its bias) first, then the adapter's update
+  if (p.adapter) y = tf.add(y, p.adapter.delta(x2d));
   return y.reshape([...lead, y.shape[1]!]);
 }
 
@@ -542,8 +553,28 @@ export class Decoder {
     return tf.tidy(() => tf.gather(this.embeddingMatrix(), toIntTensor(ids)) as tf.Tensor3D);
   }
 
+  /**
+   * Every block's Linear layer by its Hugging Face module name (the weight's name without
+   * `.weight`, e.g. `model.layers.0.self_attn.q_proj`, gpt2's `transformer.h.0.attn.c_attn`), in
+   * forward order. lib/model/lora.ts attaches adapters to these.
+   */
+  linearLayers(): Map<string, Linear> {
+    const out = new Map<string, Linear>();
+    const gpt2 = this.config.modelType === 'gpt2';
+    this.blocks.forEach((p, i) => {
+      const at = gpt2 ? `transformer.h.${i}` : `model.layers.${i}`;
+      const named: [string, Linear | undefined][] = gpt2
+        ? [['attn.c_attn', p.qkv], ['attn.c_proj', p.o], ['mlp.c_fc', p.up], ['mlp.c_proj', p.down]]
+        : [['self_attn.q_proj', p.q], ['self_attn.k_proj', p.k], ['self_attn.v_proj', p.v], ['self_attn.o_proj', p.o],
+          ['mlp.gate_proj', p.gate], ['mlp.up_proj', p.up], ['mlp.down_proj', p.down]];
+      for (const [name, lin] of named) if (lin) out.set(`${at}.${name}`, lin);
+    });
+    return out;
+  }
+
   dispose(): void {
     for (const v of this.params.values()) v.dispose();
+    for (const lin of this.linearLayers().values()) lin.adapter?.dispose();
   }
 
   /**

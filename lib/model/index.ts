@@ -4,6 +4,8 @@ export type { ForwardOptions, ForwardOutput, KVCache, IdsInput, ParamSpec, Atten
 export { HookSet, act, BLOCK_HOOK_SUFFIXES } from './hooks.js';
 export type { HookName, HookFn, HookFilter, HookContext, BlockHookSuffix } from './hooks.js';
 export { loadModel, createModel, saveModel } from './load.js';
+export { addLora, loraParameters, saveLoraAdapter, loadLoraAdapter, mergeLora, getLoraConfig, copyLoraAdapters, setLoraTraining, LORA_DEFAULT_TARGETS, LORA_DEFAULT_TARGETS_GPT2 } from './lora.js';
+export type { LoraConfig, SaveLoraOptions } from './lora.js';
 export type { CreateModelOptions, SaveModelOptions } from './load.js';
 export { generate, positionsFromMask } from './generate.js';
 export type { GenerateOptions, GenerateOutput, StepInfo, StepRecord, Candidate } from './generate.js';

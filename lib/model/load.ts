@@ -9,6 +9,7 @@ import { writeSafetensors, type SafetensorsDtype, type TensorToWrite } from '../
 import { recoverFolder, writeFolderAtomic } from '../io/atomicFolder.js';
 import { checkSeed } from '../util/rng.js';
 import { Decoder, parameterSpecs } from './decoder.js';
+import { getLoraConfig } from './lora.js';
 import { fillNormal, mulberry32 } from './random.js';
 
 // Tensors a checkpoint may carry that are not parameters of the model (buffers older
@@ -38,6 +39,9 @@ export async function loadModel(dir: string): Promise<Decoder> {
   // Finish or undo a saveModel of this folder that a crash interrupted (lib/io/atomicFolder.ts).
   recoverFolder(dir);
   const configFile = path.join(dir, 'config.json');
+  if (!fs.existsSync(configFile) && fs.existsSync(path.join(dir, 'adapter_config.json'))) {
+    throw new Error(`loadModel ${dir}: this is a PEFT adapter folder (adapter_config.json, no config.json): load its base model, then loadLoraAdapter(model, '${dir}')`);
+  }
   const json = readJson(configFile, 'a Hugging Face model config (config.json)');
   const cfg = fromHF(json, configFile);
   const index = indexCheckpoint(dir);
@@ -191,6 +195,10 @@ function nonFiniteCounts(tensors: tf.Tensor[]): number[] {
 export async function saveModel(model: Decoder, dir: string, opts: SaveModelOptions = {}): Promise<void> {
   const cfg = model.config;
   // ---- check everything before writing anything
+  // The adapters are not in model.variables(): saving without them would silently drop the fine-tune.
+  if (getLoraConfig(model)) {
+    throw new Error(`saveModel: the model carries LoRA adapters, which a full checkpoint cannot hold; saveLoraAdapter(model, dir) writes them in PEFT's format, or mergeLora(model) first folds them into the weights`);
+  }
   if (!isPlainObject(opts)) throw new Error(`saveModel: options must be an object, but are ${JSON.stringify(opts)}`);
   const unknown = Object.keys(opts).filter((k) => !SAVE_OPTIONS.includes(k));
   if (unknown.length) throw new Error(`saveModel: unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((k) => `\`${k}\``).join(', ')}; known: ${SAVE_OPTIONS.join(', ')}`);
