@@ -3,6 +3,7 @@
 //
 //   npx tsx bench/bench.ts [--steps 20] [--warmup 5] [--rounds 2] [--peer PATH | --no-peer] [--backend wasm] [--threads N]
 //                          [--gen-warmup 0] [--no-organism] [--reproduce] [--out bench/results.json]
+//   npx tsx bench/bench.ts --real-scale [flags of bench/realScale.ts]   (npm run bench -- --real-scale)
 // --reproduce also times `npm run reproduce` (every notebook, full size) and records its wall time.
 // --gen-warmup N: tokens ours generates, untimed, before each timed generation (default 0). The
 // peer script (not ours to change) times its first generation cold, so only 0 is a like-for-like
@@ -34,6 +35,14 @@ const BATCH = 16, SEQ = 64, PROMPT = 16, NEW_TOKENS = 48;
 const GEN_WARMUP = Number(option('gen-warmup', '0'));
 // The repository root from this file's location, so the bench runs from any directory.
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+// --real-scale: the SmolLM2-135M / Qwen2.5-0.5B-shaped rows instead (bench/realScale.ts, which
+// takes the remaining flags and writes bench/results-real-scale.json).
+if (flag('real-scale')) {
+  const realScale = path.join(repoRoot, 'bench', 'realScale.ts');
+  const child = spawnSync(process.execPath, [...process.execArgv, realScale, ...args.filter((a) => a !== '--real-scale')], { stdio: 'inherit' });
+  process.exit(child.status ?? 1);
+}
 
 interface PeerResult {
   train: number | null;

@@ -187,6 +187,7 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     overrideKernel(identityWasmConfig);
     for (const config of compareWasmConfigs) overrideKernel(config);
     overrideKernel(gatherWasmConfig);
+    guardWasmHeap(tf.backend());
     const simd = Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT'));
     const fixes = [
       'UnsortedSegmentSum (wasm): one-pass scatter-add kernel (stock: not registered)',
@@ -194,6 +195,7 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
       'Identity (wasm): shares the data with a reference count (stock: copies)',
       'Equal/NotEqual/Less/LessEqual/Greater/GreaterEqual (wasm): strided broadcast loop (stock: per-element index math when broadcasting)',
       'GatherV2 (wasm): one memmove per gathered slice (stock: per-element copy, wrong rows when batchDims > 0)',
+      'tensor allocation (wasm): a clear error when the 4 GiB heap is full (stock: the tensor silently aliases address 0)',
     ];
     const why = `tfjs-backend-wasm ${simd ? 'with SIMD' : 'without SIMD'}, single-threaded` +
       (threads > 1 ? ' (threads > 1 requested, but tfjs-backend-wasm disables threads under Node)' : '');
@@ -218,6 +220,45 @@ const starters: Record<BackendName, (options: EngineOptions) => Promise<Started>
     };
   },
 };
+
+/** tfjs-backend-wasm is a wasm32 build: every tensor lives in one heap of at most 4 GiB. */
+const WASM_HEAP_LIMIT = 2 ** 32;
+const HEAP_GUARDED = Symbol.for('deepalign.engine.wasmHeapGuard');
+
+/**
+ * Makes a full wasm heap an error that says so. tfjs-backend-wasm's `move` stores whatever
+ * `_malloc` returns as the tensor's offset; when the heap cannot grow (the 4 GiB wasm32 limit)
+ * that is 0, or (seen at 4 GiB) a block that ends past the heap, and the tensor then aliases other
+ * memory: later writes corrupt other data, and the failure surfaces, if at all, as an unrelated
+ * error in some kernel ("memory access out of bounds", "Aborted()", an operand past its buffer). A request of 4 GiB or more is refused before
+ * `_malloc` sees it, since its size argument is a 32-bit integer and would wrap around.
+ */
+function guardWasmHeap(backend: unknown): void {
+  const wasm = (backend as { wasm?: { _malloc(bytes: number): number; _free(offset: number): void; HEAPU8: Uint8Array; [HEAP_GUARDED]?: true } }).wasm;
+  if (!wasm || typeof wasm._malloc !== 'function' || wasm[HEAP_GUARDED]) return;
+  // Emscripten's Module._malloc starts as a stub that replaces itself with the raw export on its
+  // first call (which would also replace a wrapper around the stub): resolve it first.
+  wasm._free(wasm._malloc(16));
+  const malloc = wasm._malloc;
+  const fail = (bytes: number) => {
+    const mb = (n: number) => `${Math.round(n / 2 ** 20)} MB`;
+    return new RangeError(
+      `wasm backend: out of memory allocating a tensor of ${mb(bytes)}: the heap holds ${mb(wasm.HEAPU8.length)} of tfjs-backend-wasm's ` +
+        `${mb(WASM_HEAP_LIMIT)} maximum (a wasm32 build keeps every tensor in one heap). Dispose tensors you no longer need, use smaller ` +
+        "batches or sequences, or run on the cpu backend (initEngine({ backend: 'cpu' })), whose tensors live outside the heap",
+    );
+  };
+  wasm._malloc = (bytes: number) => {
+    if (bytes >= WASM_HEAP_LIMIT) throw fail(bytes);
+    const offset = malloc(bytes);
+    // Near the limit emscripten's malloc has also been seen to return a block that ends past the
+    // heap (offset + bytes > heap size): refuse that too rather than hand out memory that is not there.
+    const start = offset >>> 0;
+    if ((start === 0 && bytes > 0) || start + bytes > wasm.HEAPU8.length) throw fail(bytes);
+    return offset;
+  };
+  wasm[HEAP_GUARDED] = true;
+}
 
 const PROCESS_ERROR_EVENTS = ['uncaughtException', 'unhandledRejection'];
 
