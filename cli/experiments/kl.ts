@@ -3,26 +3,10 @@
 // prompt format; a shallow alignment differs from its base almost only at the first tokens.
 // One journal unit per chunk of --batch-size answers (klAlongResponses on that chunk).
 
-import { klAlongResponses, klFrontLoading, meanStd, type KLProfile } from '../../lib/metrics/index.js';
+import { klAlongResponses, klFrontLoading, klProfileOf } from '../../lib/metrics/index.js';
 import { UsageError, printTable, writeExperimentResults, type Experiment } from '../experiment.js';
 import { BASE_FLAGS, DATA_FLAGS, SEED_FLAGS, TARGET_FLAGS, baseModelValue, behavioursFromFlags, targetFromFlags } from '../resolve.js';
 import { saveRunFigure, unitKey } from '../flags.js';
-
-/** The KL profile of concatenated per-answer rows, aggregated per position as klAlongResponses does. */
-export function profileOf(perBehaviour: number[][]): KLProfile {
-  const longest = Math.max(...perBehaviour.map((r) => r.length));
-  const mean: number[] = [];
-  const std: number[] = [];
-  const count: number[] = [];
-  for (let t = 0; t < longest; t++) {
-    const xs = perBehaviour.filter((r) => r.length > t).map((r) => r[t]);
-    const s = meanStd(xs);
-    mean.push(s.mean);
-    std.push(s.std);
-    count.push(xs.length);
-  }
-  return { perBehaviour, mean, std, count };
-}
 
 function percentile(xs: number[], q: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -70,7 +54,7 @@ export const kl: Experiment = {
     }
     bar.done();
 
-    const profile = profileOf(perBehaviour);
+    const profile = klProfileOf(perBehaviour);
     const at = (t: number) => perBehaviour.filter((r) => r.length > t).map((r) => r[t]);
     const positions = profile.mean.map((mean, t) => ({ t, count: profile.count[t], mean, std: profile.std[t], p10: percentile(at(t), 10), median: percentile(at(t), 50), p90: percentile(at(t), 90) }));
     printTable(positions.slice(0, flags['positions-shown']).map((p) => ({

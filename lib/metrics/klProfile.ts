@@ -69,6 +69,12 @@ export async function klAlongResponses(p: Target, q: Target, behaviours: readonl
     bar.tick(rows.length);
   }
   bar.done();
+  return klProfileOf(perBehaviour);
+}
+
+/** The profile of per-behaviour KL rows: per position, mean, sample std and count over the behaviours that reach it
+ *  (so rows computed in chunks, e.g. the CLI's resumable units, aggregate exactly as one call would). */
+export function klProfileOf(perBehaviour: number[][]): KLProfile {
   const longest = Math.max(...perBehaviour.map((r) => r.length));
   const mean: number[] = [];
   const std: number[] = [];
