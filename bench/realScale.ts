@@ -303,7 +303,9 @@ async function parentMain(): Promise<void> {
   if (refused) console.log(`\npeer: REFUSED — ${refused}\n`);
   else console.log(`peer: PyTorch ${blas!.torch}, BLAS ${blas!.kind} [${blas!.libraries.join(', ')}], torch BLAS_INFO=${blas!.torch_blas_info}, ${peerThreads.join(' and ')} thread(s), best kept`);
 
-  const oursArgv = (m: string, r: Row) => [...process.execArgv, thisFile, '--child-model', m, '--child-row', r, '--threads', String(threads), ...(backend ? ['--backend', backend] : [])];
+  // The child reads the same shape settings from its own flags.
+  const settingFlags = ['prefill-seq', 'prompt', 'new-tokens', 'train-batch', 'train-seq', 'train-warmup', 'train-steps'].flatMap((f) => (args.includes(`--${f}`) ? [`--${f}`, option(f, '')] : []));
+  const oursArgv = (m: string, r: Row) => [...process.execArgv, thisFile, '--child-model', m, '--child-row', r, '--threads', String(threads), ...(backend ? ['--backend', backend] : []), ...settingFlags];
   type Side = 'ours' | 'peer';
   const results: Record<string, Record<string, { ours: RowResult[]; peer: RowResult[] }>> = {};
   for (const m of models) {
